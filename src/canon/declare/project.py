@@ -1,0 +1,70 @@
+"""The resolved project: one profile applied, every ``${...}`` substituted.
+
+This is what the rest of canon works on. All paths are workspace-relative,
+normalised POSIX strings that were checked to stay inside the workspace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+
+class DepKind(str, Enum):
+    PATH = "path"  # a file or directory in the workspace
+    DATA = "data"  # a declared dataset, data.NAME
+
+
+@dataclass(frozen=True)
+class Dep:
+    """Something a stage reads. ``address`` is how the lock and the plan name it:
+    the relative path for PATH deps, ``data.NAME`` for datasets."""
+
+    kind: DepKind
+    address: str
+    path: str  # workspace-relative path that holds the content
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    argv: tuple[str, ...]  # what is executed, without a shell unless shell=True
+    env: tuple[tuple[str, str], ...]  # sorted (NAME, value): declared env + interpolation vars
+    deps: tuple[Dep, ...]
+    params: tuple[str, ...]  # declared keys or sections, as written
+    param_values: tuple[tuple[str, Any], ...]  # sorted (key, value) for each declared entry
+    outs: tuple[str, ...]  # workspace-relative paths (outs, then metrics)
+    metrics: tuple[str, ...]
+    shell: bool = False
+    deterministic: bool = True
+    line: int | None = None  # where the stage is declared in canon.yaml
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    source: str  # as resolved (profile applied)
+    path: str  # workspace-relative local path
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    python: str | None
+    requirements: str | None  # workspace-relative path
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    name: str
+    profile: str | None
+    profile_values: Mapping[str, Any]
+    environment: EnvironmentSpec
+    datasets: Mapping[str, DatasetSpec]
+    stages: Mapping[str, StageSpec]  # in declaration order
+    params_file: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    config_file: str = "canon.yaml"

@@ -1,0 +1,109 @@
+"""The shape of ``canon.yaml``: frozen pydantic models, validated strictly.
+
+These models hold the declaration *as written* (strings with ``${...}`` still
+in them). ``canon.declare.resolve`` turns them into the resolved ``Project``
+for one profile. ``canon schema`` prints ``ProjectFile.model_json_schema()``.
+
+Unknown fields and wrong types are errors (``extra="forbid"``, strict types):
+YAML already gives typed scalars, so ``"0.1"`` is never silently a float.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Name = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,99}$"),
+    Field(description="An identifier: letters, digits, '_' and '-', starting with a letter or '_'."),
+]
+Scalar = str | int | float | bool
+NonEmptyStr = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, populate_by_name=True)
+
+
+class Environment(_Model):
+    """The software environment every stage runs in; part of every stage's key."""
+
+    python: NonEmptyStr | None = Field(
+        default=None, description='Python version the project targets, e.g. "3.11".'
+    )
+    requirements: NonEmptyStr | None = Field(
+        default=None,
+        description="Pinned requirements lock file; its digest is part of every stage key.",
+    )
+
+
+class Dataset(_Model):
+    """A declared dataset: a local file or directory (remote sources come later)."""
+
+    source: NonEmptyStr = Field(
+        description="Where the data is: a path in the project, usually via ${profile.x}."
+    )
+    description: str | None = None
+
+
+class Stage(_Model):
+    """One automation: a command, what it reads, which params it uses, what it writes."""
+
+    cmd: NonEmptyStr | list[NonEmptyStr] = Field(
+        description=(
+            "The command. A string is split like a shell would (quotes respected) but run "
+            "without a shell; ${...} is substituted per argument, so values never become code."
+        )
+    )
+    deps: list[NonEmptyStr] = Field(
+        default_factory=list, description="Files, directories or data.NAME the stage reads."
+    )
+    params: list[NonEmptyStr] = Field(
+        default_factory=list,
+        description="Param keys (train.lr) or whole sections (train) the stage uses.",
+    )
+    outs: list[NonEmptyStr] = Field(
+        default_factory=list, description="Files or directories the stage writes (cached)."
+    )
+    metrics: list[NonEmptyStr] = Field(
+        default_factory=list, description="JSON metric files the stage writes (cached)."
+    )
+    env: dict[str, Scalar] = Field(
+        default_factory=dict,
+        description="Environment variables for the command; values may use ${...}.",
+    )
+    shell: bool = Field(
+        default=False,
+        description=(
+            "Run cmd with sh -c. Interpolated values are passed as environment variables, "
+            "never pasted into the script."
+        ),
+    )
+    deterministic: bool = Field(
+        default=True, description="Whether the same inputs give bit-identical outputs."
+    )
+    desc: str | None = None
+
+
+class ProjectFile(_Model):
+    """canon.yaml: the whole declared state of an ML project."""
+
+    project: Name = Field(description="The project's name.")
+    environment: Environment = Field(default_factory=Environment)
+    data: dict[Name, Dataset] = Field(default_factory=dict)
+    params: NonEmptyStr = Field(default="params.yaml", description="The params file.")
+    stages: dict[Name, Stage] = Field(default_factory=dict)
+    default_profile: Name | None = Field(
+        default=None, description="Profile used when neither --profile nor CANON_PROFILE is set."
+    )
+    profiles: dict[Name, dict[Name, Scalar]] = Field(
+        default_factory=dict,
+        description="Named sets of values injected as ${profile.x} (local paths vs s3 URLs…).",
+    )
+    # Room for later capabilities. They are parsed as mappings now so that a
+    # canon.yaml written for a newer canon still loads; later versions type them.
+    artifacts: dict[Name, dict[str, Any]] = Field(default_factory=dict)
+    deployments: dict[Name, dict[str, Any]] = Field(default_factory=dict)
+    policies: list[dict[str, Any]] = Field(default_factory=list)

@@ -1,0 +1,145 @@
+"""canon's one error tree.
+
+Every failure a user can act on is a ``CanonError``: a message, a hint, a
+stable code and an exit code. Only the CLI entry point turns them into exit
+codes; the core raises them and never prints.
+
+    CanonError                       exit 2 unless stated
+    ├── DeclarationError             canon.yaml / params.yaml problems (carries Diagnostics)
+    ├── GraphError                   cycles, missing producers, two writers of one path
+    ├── PathError                    a path leaves the workspace, enters .git, or is malformed
+    ├── ProfileError                 unknown profile, unresolved ${...}
+    ├── StateError                   .canon/ or canon.lock is damaged
+    │   └── IntegrityError           an object does not hash to its digest
+    ├── StalePlanError               a saved plan no longer matches the workspace
+    ├── LockedError                  another canon process holds the repo lock (exit 3)
+    ├── StageFailedError             a stage command failed (exit 1)
+    └── InterruptedError_            the user interrupted (exit 130)
+
+Foreign exceptions are translated at the edge: ``raise CanonError(...) from exc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem in a declaration, located as precisely as we can.
+
+    ``file`` and ``line`` point at the YAML node at fault (1-based line), ``path``
+    is the YAML path (``stages.train.deps[2]``), ``hint`` is a "did you mean" or
+    a next step.
+    """
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    path: str | None = None
+    hint: str | None = None
+
+    def render(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file + (f":{self.line}" if self.line else "")
+        parts = [p for p in (where, self.path) if p]
+        head = " ".join(parts)
+        text = f"{head}: {self.message}" if head else self.message
+        if self.hint:
+            text += f" — {self.hint}"
+        return text
+
+
+class CanonError(Exception):
+    """Base of every error a user can act on."""
+
+    code: str = "canon.error"
+    exit_code: int = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def details(self) -> Sequence[str]:
+        """Extra lines shown under the message (e.g. every diagnostic)."""
+        return ()
+
+
+class DeclarationError(CanonError):
+    code = "declaration.invalid"
+
+    def __init__(
+        self,
+        message: str,
+        diagnostics: Sequence[Diagnostic] = (),
+        *,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.diagnostics = tuple(diagnostics)
+
+    def details(self) -> Sequence[str]:
+        return [d.render() for d in self.diagnostics]
+
+
+class GraphError(CanonError):
+    code = "graph.invalid"
+
+    def __init__(self, message: str, problems: Sequence[str] = (), *, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.problems = tuple(problems)
+
+    def details(self) -> Sequence[str]:
+        return self.problems
+
+
+class PathError(CanonError):
+    code = "path.rejected"
+
+
+class ProfileError(CanonError):
+    code = "profile.invalid"
+
+
+class StateError(CanonError):
+    code = "state.damaged"
+
+
+class IntegrityError(StateError):
+    code = "state.integrity"
+
+
+class StalePlanError(CanonError):
+    code = "plan.stale"
+
+
+class LockedError(CanonError):
+    code = "repo.locked"
+    exit_code = 3
+
+
+class StageFailedError(CanonError):
+    code = "stage.failed"
+    exit_code = 1
+
+
+class InterruptedError_(CanonError):  # noqa: N801 - avoid shadowing the builtin
+    code = "interrupted"
+    exit_code = 130
+
+
+@dataclass(frozen=True)
+class ErrorReport:
+    """A serialisable view of an error, for ``--json`` output."""
+
+    code: str
+    message: str
+    hint: str | None
+    details: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def of(cls, err: CanonError) -> ErrorReport:
+        return cls(err.code, err.message, err.hint, tuple(err.details()))
