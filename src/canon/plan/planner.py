@@ -1,0 +1,249 @@
+"""``plan(project, pipeline, observed, options) -> Plan``: pure, no I/O.
+
+For each dataset and stage (in topological order) decide RUN, RESTORE, PIN or
+NOOP and say why. Outputs a stage is about to rewrite are "unknown" to the
+stages after it: those run with ``UPSTREAM_CHANGED`` and ``apply`` re-checks
+their key once the upstream has finished (so an upstream that reproduces the
+same bytes does not force its consumers to run: early cut-off). Outputs a
+stage is about to *restore* are known exactly, so consumers get exact keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from canon.declare.project import DepKind, Project, StageSpec
+from canon.digest import Digest, hash_bytes
+from canon.errors import CanonError
+from canon.graph.pipeline import Pipeline, overlaps
+from canon.plan.change import Action, Change, Plan, Reason, Why
+from canon.plan.key import canonical_json, stage_key
+from canon.plan.observed import Observed
+from canon.stores.records import Content, ProfileState, StageRecord
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    targets: tuple[str, ...] = ()
+    force: bool = False  # run the targets (or every stage) even when up to date
+
+
+class UnknownTargetError(CanonError):
+    code = "plan.unknown_target"
+
+
+_UNKNOWN = object()  # content a pending RUN will produce: not known until it runs
+
+
+def plan(project: Project, pipeline: Pipeline, observed: Observed, options: PlanOptions) -> Plan:
+    selected = _select(project, pipeline, options.targets)
+    state = observed.lock.state(project.profile)
+    expected: dict[str, Any] = dict(observed.contents)  # path -> Content | None | _UNKNOWN
+    changes: list[Change] = []
+
+    used = {d.address for s in selected for d in project.stages[s].deps if d.kind is DepKind.DATA}
+    for name, ds in project.datasets.items():
+        if options.targets and f"data.{name}" not in used:
+            continue
+        content = observed.contents.get(ds.path)
+        pinned = state.data.get(name)
+        if content is None:
+            continue  # observe refuses a missing dataset before we get here
+        if pinned is None:
+            changes.append(Change(f"data.{name}", Action.PIN, (Why(Reason.DATA_NEW, ds.path),)))
+        elif pinned.content.digest != content.digest:
+            why = Why(Reason.DATA_CHANGED, ds.path, pinned.content.digest, content.digest)
+            changes.append(Change(f"data.{name}", Action.PIN, (why,)))
+        else:
+            changes.append(Change(f"data.{name}", Action.NOOP))
+
+    forced = set(options.targets or selected) if options.force else set()
+    actions: dict[str, Action] = {}
+    for name in selected:
+        stage = project.stages[name]
+        change = _plan_stage(stage, state, observed, expected, actions, pipeline, name in forced)
+        actions[name] = change.action
+        if change.action is Action.RUN:
+            for out in stage.outs:
+                expected[out] = _UNKNOWN
+        elif change.action is Action.RESTORE:
+            outs = _restore_source(stage, state, observed, change.key)
+            for out in stage.outs:
+                expected[out] = outs.get(out)
+        changes.append(change)
+
+    return Plan(
+        changes=tuple(changes),
+        profile=project.profile,
+        fingerprint=fingerprint(project, observed),
+        commit=observed.commit,
+        targets=tuple(options.targets),
+    )
+
+
+def _select(project: Project, pipeline: Pipeline, targets: tuple[str, ...]) -> tuple[str, ...]:
+    if not targets:
+        return pipeline.order
+    for t in targets:
+        if t not in project.stages:
+            close = difflib.get_close_matches(t, list(project.stages), n=1)
+            raise UnknownTargetError(
+                f'unknown stage "{t}"',
+                hint=f'did you mean "{close[0]}"?' if close else "`canon dag` lists the stages",
+            )
+    return pipeline.select(targets)
+
+
+def _expected_content(path: str, expected: Mapping[str, Any]) -> Any:
+    """The content a dep will have: exact when known, _UNKNOWN when an upstream
+    run rewrites it (or rewrites something inside or around it)."""
+    for out, value in expected.items():
+        if value is _UNKNOWN and overlaps(path, out):
+            return _UNKNOWN
+    return expected.get(path)
+
+
+def _plan_stage(
+    stage: StageSpec,
+    state: ProfileState,
+    observed: Observed,
+    expected: Mapping[str, Any],
+    actions: Mapping[str, Action],
+    pipeline: Pipeline,
+    forced: bool,
+) -> Change:
+    address = f"stage.{stage.name}"
+    record = state.stages.get(stage.name)
+    running = [u for u in pipeline.upstream(stage.name) if actions.get(u) is Action.RUN]
+    if running:
+        reasons = tuple(Why(Reason.UPSTREAM_CHANGED, u) for u in running)
+        return Change(address, Action.RUN, reasons)
+
+    deps: dict[str, Digest] = {}
+    missing: list[Why] = []
+    for dep in stage.deps:
+        content = _expected_content(dep.path, expected)
+        if content is None or content is _UNKNOWN:
+            missing.append(Why(Reason.DEP_MISSING, dep.address))
+        else:
+            deps[dep.address] = content.digest
+    if missing:
+        return Change(address, Action.RUN, tuple(missing))
+
+    key = stage_key(stage, deps, observed.environment)
+    if forced:
+        return Change(address, Action.RUN, (Why(Reason.FORCED),), key)
+    if record is None:
+        reasons: tuple[Why, ...] = (Why(Reason.NEVER_RUN),)
+    elif record.key != key:
+        reasons = tuple(_diff(stage, record, deps, observed.environment))
+    else:
+        drift = tuple(_output_drift(stage, record, observed.contents))
+        if not drift:
+            return Change(address, Action.NOOP, (), key)
+        restorable = all(c.digest in observed.cached for c in record.outs.values())
+        return Change(address, Action.RESTORE if restorable else Action.RUN, drift, key)
+    if key in observed.runs:
+        return Change(address, Action.RESTORE, (*reasons, Why(Reason.RUN_CACHED)), key)
+    return Change(address, Action.RUN, reasons, key)
+
+
+def _restore_source(
+    stage: StageSpec, state: ProfileState, observed: Observed, key: str | None
+) -> Mapping[str, Content]:
+    if key is not None and Digest(key) in observed.runs:
+        return observed.runs[Digest(key)].outs
+    record = state.stages.get(stage.name)
+    return record.outs if record else {}
+
+
+def _output_drift(
+    stage: StageSpec, record: StageRecord, contents: Mapping[str, Content | None]
+) -> Iterator[Why]:
+    for out in stage.outs:
+        have = contents.get(out)
+        want = record.outs.get(out)
+        if have is None:
+            yield Why(Reason.OUTPUT_MISSING, out)
+        elif want is None or have.digest != want.digest:
+            yield Why(Reason.OUTPUT_MODIFIED, out, want.digest if want else None, have.digest)
+
+
+def _diff(
+    stage: StageSpec, record: StageRecord, deps: Mapping[str, Digest], environment: Digest
+) -> Iterator[Why]:
+    found = False
+    if tuple(stage.argv) != record.cmd:
+        found = True
+        yield Why(Reason.CMD_CHANGED, None, " ".join(record.cmd), " ".join(stage.argv))
+    if environment != record.environment:
+        found = True
+        yield Why(Reason.ENV_CHANGED, "environment", record.environment, environment)
+    declared_env = {k: v for k, v in stage.env if not k.startswith("CANON_")}
+    if declared_env != dict(record.env):
+        found = True
+        yield Why(Reason.ENV_CHANGED, "env", record.env or None, declared_env or None)
+    for addr in sorted(deps.keys() | record.deps.keys()):
+        before, after = record.deps.get(addr), deps.get(addr)
+        if before is None:
+            found = True
+            yield Why(Reason.DEP_ADDED, addr, None, after)
+        elif after is None:
+            found = True
+            yield Why(Reason.DEP_REMOVED, addr, before, None)
+        elif before != after:
+            found = True
+            yield Why(Reason.DEP_CHANGED, addr, before, after)
+    now = dict(_flatten(dict(stage.param_values)))
+    then = dict(_flatten(dict(record.params)))
+    for key in sorted(now.keys() | then.keys()):
+        if key not in then:
+            found = True
+            yield Why(Reason.PARAM_ADDED, key, None, now[key])
+        elif key not in now:
+            found = True
+            yield Why(Reason.PARAM_REMOVED, key, then[key], None)
+        elif now[key] != then[key] or type(now[key]) is not type(then[key]):
+            found = True
+            yield Why(Reason.PARAM_CHANGED, key, then[key], now[key])
+    if set(stage.outs) != set(record.outs):
+        found = True
+        yield Why(Reason.OUTS_CHANGED, None, sorted(record.outs), list(stage.outs))
+    if not found:  # e.g. the shell flag or output order: still a different command
+        yield Why(Reason.CMD_CHANGED)
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for k, v in values.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            yield from _flatten(v, key + ".")
+        else:
+            yield key, v
+
+
+def fingerprint(project: Project, observed: Observed) -> str:
+    """Everything the plan was computed from. A saved plan whose fingerprint no
+    longer matches a fresh observation is stale."""
+    doc = {
+        "profile": project.profile,
+        "stages": {
+            n: [list(s.argv), [list(e) for e in s.env], [list(p) for p in s.param_values],
+                [d.address for d in s.deps], list(s.outs)]
+            for n, s in project.stages.items()
+        },
+        "contents": {p: (c.digest if c else None) for p, c in sorted(observed.contents.items())},
+        "environment": observed.environment,
+        "lock": _lock_summary(observed.lock.state(project.profile)),
+    }
+    return hash_bytes(canonical_json(doc))
+
+
+def _lock_summary(state: ProfileState) -> dict[str, Any]:
+    return {
+        "stages": {n: r.key for n, r in state.stages.items()},
+        "data": {n: r.content.digest for n, r in state.data.items()},
+    }

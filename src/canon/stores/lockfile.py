@@ -1,0 +1,176 @@
+"""``canon.lock``: read verified, written atomically.
+
+The lock is YAML (users commit it and read its diffs), keys sorted so the same
+state always gives the same bytes. Reading checks every field's type and every
+digest's form; a damaged lock is a ``StateError`` that says how to recover,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from canon.digest import Digest, is_digest
+from canon.errors import StateError
+from canon.stores.atomic import atomic_write
+from canon.stores.records import (
+    LOCK_VERSION,
+    Content,
+    DatasetRecord,
+    Lock,
+    ProfileState,
+    StageRecord,
+)
+
+LOCK_NAME = "canon.lock"
+_HEADER = b"# canon.lock: the recorded state of this project. Written by canon; commit it.\n"
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Damaged(Exception):
+    pass
+
+
+def _digest(value: object, where: str) -> Digest:
+    if not isinstance(value, str) or not is_digest(value):
+        raise _Damaged(f"{where}: not a sha256 digest: {value!r}")
+    return Digest(value)
+
+
+def _map(value: object, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise _Damaged(f"{where}: expected a mapping")
+    return value
+
+
+def _int(value: object, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _Damaged(f"{where}: expected a non-negative integer")
+    return value
+
+
+def _content(raw: object, where: str) -> Content:
+    m = _map(raw, where)
+    return Content(
+        digest=_digest(m.get("digest"), f"{where}.digest"),
+        size=_int(m.get("size", 0), f"{where}.size"),
+        nfiles=_int(m.get("files", 1), f"{where}.files"),
+        is_dir=bool(m.get("dir", False)),
+    )
+
+
+def _content_out(c: Content) -> dict[str, Any]:
+    out: dict[str, Any] = {"digest": c.digest, "size": c.size}
+    if c.is_dir:
+        out.update(dir=True, files=c.nfiles)
+    return out
+
+
+def _stage(raw: object, where: str) -> StageRecord:
+    m = _map(raw, where)
+    cmd = m.get("cmd")
+    if not isinstance(cmd, list) or not all(isinstance(a, str) for a in cmd):
+        raise _Damaged(f"{where}.cmd: expected a list of strings")
+    env = _map(m.get("env"), f"{where}.env")
+    return StageRecord(
+        key=_digest(m.get("key"), f"{where}.key"),
+        cmd=tuple(cmd),
+        environment=_digest(m.get("environment"), f"{where}.environment"),
+        deps={k: _digest(v, f"{where}.deps.{k}") for k, v in _map(m.get("deps"), where).items()},
+        params=dict(_map(m.get("params"), f"{where}.params")),
+        outs={k: _content(v, f"{where}.outs.{k}") for k, v in _map(m.get("outs"), where).items()},
+        env={k: str(v) for k, v in env.items()},
+    )
+
+
+def parse_lock(data: bytes, source: str = LOCK_NAME) -> Lock:
+    try:
+        raw = yaml.load(data, Loader=_Loader)
+        top = _map(raw, "top level")
+        if top.get("version") != LOCK_VERSION:
+            raise _Damaged(f"unsupported lock version {top.get('version')!r}")
+        profiles: dict[str, ProfileState] = {}
+        for name, praw in _map(top.get("profiles"), "profiles").items():
+            where = f"profiles.{name}"
+            p = _map(praw, where)
+            env = p.get("environment")
+            data_ = {
+                k: DatasetRecord(
+                    path=str(_map(v, f"{where}.data.{k}").get("path", "")),
+                    content=_content(v, f"{where}.data.{k}"),
+                )
+                for k, v in _map(p.get("data"), f"{where}.data").items()
+            }
+            stages = {
+                k: _stage(v, f"{where}.stages.{k}")
+                for k, v in _map(p.get("stages"), f"{where}.stages").items()
+            }
+            profiles[name] = ProfileState(
+                environment=None if env is None else _digest(env, f"{where}.environment"),
+                data=data_,
+                stages=stages,
+            )
+        return Lock(profiles)
+    except (yaml.YAMLError, _Damaged, UnicodeDecodeError) as exc:
+        raise StateError(
+            f"{source} is damaged: {exc}",
+            hint=f"restore it from Git (`git checkout -- {source}`) and run `canon status`",
+        ) from exc
+
+
+def render_lock(lock: Lock) -> bytes:
+    profiles: dict[str, Any] = {}
+    for name, state in lock.profiles.items():
+        p: dict[str, Any] = {}
+        if state.environment:
+            p["environment"] = state.environment
+        if state.data:
+            p["data"] = {
+                k: {"path": r.path, **_content_out(r.content)} for k, r in state.data.items()
+            }
+        if state.stages:
+            p["stages"] = {
+                k: {
+                    "key": r.key,
+                    "cmd": list(r.cmd),
+                    "environment": r.environment,
+                    "deps": dict(r.deps),
+                    **({"params": dict(r.params)} if r.params else {}),
+                    **({"env": dict(r.env)} if r.env else {}),
+                    "outs": {o: _content_out(c) for o, c in r.outs.items()},
+                }
+                for k, r in state.stages.items()
+            }
+        profiles[name] = p
+    body = yaml.dump(
+        {"version": LOCK_VERSION, "profiles": profiles},
+        Dumper=_Dumper,
+        sort_keys=True,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1000,
+    )
+    return _HEADER + body.encode()
+
+
+def read_lock(root: Path) -> Lock:
+    path = root / LOCK_NAME
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Lock()
+    except OSError as exc:
+        raise StateError(f"cannot read {LOCK_NAME}: {exc.strerror}") from exc
+    return parse_lock(data)
+
+
+def write_lock(root: Path, lock: Lock) -> None:
+    atomic_write(root / LOCK_NAME, render_lock(lock))
