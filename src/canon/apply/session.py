@@ -1,0 +1,147 @@
+"""The top-level flows the faces call: status, plan, apply.
+
+Each flow is load -> graph -> observe -> plan (-> apply). ``apply`` holds the
+workspace lock for the whole flow, so what it observed is what it changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from canon.apply.applier import Applier, ApplyOptions, ApplyResult
+from canon.declare.loader import load_project
+from canon.declare.project import Project
+from canon.errors import CanonError, StalePlanError, StateError
+from canon.events import Emit, Notice
+from canon.executors.local import LocalRunner, reap_orphans
+from canon.graph.pipeline import Pipeline, build_pipeline
+from canon.observe.workspace import Workspace, head_commit, observe
+from canon.plan.change import Plan
+from canon.plan.observed import Observed
+from canon.plan.planner import PlanOptions, plan
+from canon.stores.ledger import Ledger
+from canon.stores.repolock import RepoLock
+
+
+class NotAProjectError(CanonError):
+    code = "project.not_found"
+
+
+def find_root(start: Path) -> Path:
+    """The nearest directory at or above ``start`` holding canon.yaml."""
+    here = start.resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "canon.yaml").is_file():
+            return candidate
+    raise NotAProjectError(
+        f"no canon.yaml in {here} or any parent directory",
+        hint="run `canon init` to start a project, or `-C DIR` to point at one",
+    )
+
+
+def load(root: Path, profile: str | None) -> tuple[Project, Pipeline]:
+    project = load_project(root, profile=profile)
+    pipeline = build_pipeline(project, lambda p: os.path.lexists(root / p))
+    return project, pipeline
+
+
+@dataclass(frozen=True)
+class Planned:
+    project: Project
+    pipeline: Pipeline
+    observed: Observed
+    plan: Plan
+
+
+def make_plan(
+    root: Path,
+    *,
+    profile: str | None,
+    targets: Sequence[str] = (),
+    force: bool = False,
+    ws: Workspace | None = None,
+    with_commit: bool = False,
+) -> Planned:
+    project, pipeline = load(root, profile)
+    own = ws is None
+    ws = ws or Workspace(root)
+    try:
+        options = PlanOptions(tuple(targets), force)
+        stages = pipeline.select(targets) if targets else None
+        commit = head_commit(root) if with_commit else None
+        observed = observe(project, pipeline, ws, stages, commit=commit)
+        return Planned(project, pipeline, observed, plan(project, pipeline, observed, options))
+    finally:
+        if own:
+            ws.close()
+
+
+def read_plan_file(path: Path) -> Plan:
+    try:
+        return Plan.from_dict(json.loads(path.read_bytes()))
+    except FileNotFoundError:
+        raise CanonError(f"plan file {path} does not exist", hint="make one with `canon plan --out FILE`") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StateError(f"{path} is not a canon plan: {exc}", hint="make one with `canon plan --out FILE`") from exc
+
+
+def run_apply(
+    root: Path,
+    *,
+    profile: str | None,
+    targets: Sequence[str] = (),
+    options: ApplyOptions = ApplyOptions(),
+    plan_file: Path | None = None,
+    emit: Emit,
+    argv: Sequence[str] = (),
+    wait: float = 0.0,
+) -> ApplyResult:
+    saved = read_plan_file(plan_file) if plan_file else None
+    if saved is not None:
+        if profile is not None and profile != saved.profile:
+            raise StalePlanError(
+                f"the plan was made for profile {saved.profile!r}, not {profile!r}",
+                hint="run `canon plan` again with the profile you want",
+            )
+        profile, targets = saved.profile, saved.targets
+    state = root / ".canon"
+    with RepoLock(state / "apply.lock") as repo_lock:
+        repo_lock.acquire(argv, wait=wait)
+        if repo_lock.previous is not None:
+            reaped = reap_orphans(state / "run")
+            emit(Notice(
+                f"an earlier apply (pid {repo_lock.previous.pid}) died without finishing; "
+                f"taking over{f' and stopping its {len(reaped)} orphaned stage(s)' if reaped else ''}"
+            ))
+        with Workspace(root) as ws:
+            planned = make_plan(root, profile=profile, targets=targets, force=options.force,
+                                ws=ws, with_commit=True)
+            current = planned.plan
+            if saved is not None and (
+                saved.fingerprint != current.fingerprint or saved.commit != current.commit
+            ):
+                raise StalePlanError(
+                    "the saved plan is stale: the workspace, the declaration or the commit "
+                    "changed since it was made",
+                    hint="run `canon plan` again",
+                )
+            ledger = Ledger(state / "ledger.db")
+            try:
+                apply_id = ledger.begin_apply(current.commit, current.profile, argv)
+                runner = LocalRunner(state / "run", state / "logs")
+                applier = Applier(planned.project, planned.pipeline, ws, runner, ledger,
+                                  planned.observed.lock, emit, options)
+                status = "interrupted"
+                try:
+                    result = applier.apply(current, planned.observed.environment, apply_id)
+                    status = "succeeded" if result.ok else "failed"
+                    return result
+                finally:
+                    ledger.finish_apply(apply_id, status)
+            finally:
+                ledger.close()
+

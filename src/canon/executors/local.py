@@ -1,0 +1,138 @@
+"""The local stage runner: one child process per stage, no shell unless declared.
+
+Each child runs in its own session (process group) so an interrupt stops the
+whole tree a command started. Its pid and start time are recorded under
+``.canon/run/pids/`` while it runs: if canon itself is SIGKILLed the children
+would live on as orphans, so the next ``canon apply`` that takes the
+workspace lock over reaps exactly those processes (start time checked, so a
+recycled pid is never hit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from canon.declare.project import StageSpec
+
+
+@dataclass(frozen=True)
+class StageRun:
+    exit_code: int
+    duration: float
+    log: Path
+    tail: tuple[str, ...] = ()  # the last lines of output, for error messages
+
+
+class Runner(Protocol):
+    """Runs one stage's command to completion. Implementations: LocalRunner
+    here; a Dask runner later. ``on_line`` receives output lines as they come."""
+
+    def run(self, stage: StageSpec, root: Path, on_line: Callable[[str], None]) -> StageRun: ...
+
+    def stop_all(self) -> None: ...
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+        return stat.rpartition(")")[2].split()[19]  # field 22: starttime in clock ticks
+    except (OSError, IndexError):
+        return None
+
+
+def reap_orphans(state_dir: Path) -> list[int]:
+    """Kill the process groups a dead canon left running; return their pids."""
+    killed: list[int] = []
+    pids = state_dir / "pids"
+    if not pids.is_dir():
+        return killed
+    for entry in pids.iterdir():
+        with contextlib.suppress(ValueError, OSError):
+            pid = int(entry.name)
+            if _start_time(pid) == entry.read_text().strip():
+                os.killpg(pid, signal.SIGKILL)
+                killed.append(pid)
+        with contextlib.suppress(OSError):
+            entry.unlink()
+    return killed
+
+
+class LocalRunner:
+    def __init__(self, state_dir: Path, log_dir: Path, extra_env: Mapping[str, str] | None = None):
+        self.state_dir = state_dir
+        self.log_dir = log_dir
+        self.extra_env = dict(extra_env or {})
+        self._live: dict[int, subprocess.Popen[bytes]] = {}
+        self._guard = threading.Lock()
+        self._stopping = False
+
+    def run(self, stage: StageSpec, root: Path, on_line: Callable[[str], None]) -> StageRun:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        pid_dir = self.state_dir / "pids"
+        pid_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{stage.name}.log"
+        env = {**os.environ, **self.extra_env, **dict(stage.env)}
+        tail: list[str] = []
+        started = time.monotonic()
+        with open(log_path, "wb") as log:
+            try:
+                with self._guard:
+                    if self._stopping:
+                        return StageRun(130, 0.0, log_path, ("interrupted",))
+                    proc = subprocess.Popen(
+                        list(stage.argv),
+                        cwd=root,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                    self._live[proc.pid] = proc
+            except OSError as exc:
+                message = f"cannot start {stage.argv[0]!r}: {exc.strerror or exc}"
+                log.write(message.encode() + b"\n")
+                return StageRun(127, time.monotonic() - started, log_path, (message,))
+            marker = pid_dir / str(proc.pid)
+            with contextlib.suppress(OSError):
+                marker.write_text(_start_time(proc.pid) or "")
+            try:
+                assert proc.stdout is not None
+                for raw in proc.stdout:
+                    log.write(raw)
+                    line = raw.decode(errors="replace").rstrip("\r\n")
+                    tail.append(line)
+                    del tail[:-20]
+                    on_line(line)
+                code = proc.wait()
+            finally:
+                with self._guard:
+                    self._live.pop(proc.pid, None)
+                with contextlib.suppress(OSError):
+                    marker.unlink()
+        return StageRun(code, time.monotonic() - started, log_path, tuple(tail))
+
+    def stop_all(self) -> None:
+        """Terminate every running stage's process group (on interrupt)."""
+        with self._guard:
+            self._stopping = True
+            procs = list(self._live.values())
+        for proc in procs:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)

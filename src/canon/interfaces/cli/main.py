@@ -1,0 +1,105 @@
+"""The ``canon`` command: a thin shell over the core.
+
+Subcommands are imported only when invoked, so ``canon --help`` and
+``canon status`` start fast. This is the one place that turns a CanonError
+into a message, a hint and an exit code; ``--verbose`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from canon import __version__
+from canon.errors import CanonError
+
+# name -> (module under canon.interfaces.cli.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init", "Create a canon project (optionally the bundled example)."),
+    "status": ("status", "Say what is out of date and why (exit 1 when anything is)."),
+    "plan": ("plan", "Show or save what `canon apply` would do, and why."),
+    "apply": ("apply", "Run what must run, in parallel, cached by content."),
+    "dag": ("dag", "Print the pipeline graph (text, mermaid or dot)."),
+    "log": ("log", "Show the ledger of past applies and the stages they ran."),
+    "schema": ("schema", "Print the JSON Schema of canon.yaml for editors."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module = importlib.import_module(f"canon.interfaces.cli.commands.{entry[0]}")
+        command: click.Command = module.command
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # list commands without importing them
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_) for name, (_, help_) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="canon")
+@click.option("-C", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run as if canon was started in DIR.")
+@click.option("--profile", "-p", default=None, envvar="CANON_PROFILE",
+              help="Profile to apply (default: CANON_PROFILE, default_profile, or local).")
+@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and debug detail.")
+@click.pass_context
+def cli(ctx: click.Context, directory: Path | None, profile: str | None, verbose: bool) -> None:
+    """canon: GitOps for machine learning.
+
+    Declare code, environment, data, params and stages in canon.yaml; canon
+    works out what differs from what was recorded in canon.lock, and why, and
+    runs exactly that.
+    """
+    ctx.obj = {"cwd": directory or Path.cwd(), "profile": profile, "verbose": verbose}
+
+
+def _show_error(err: CanonError, verbose: bool) -> None:
+    if verbose:
+        traceback.print_exc()
+    lines = [f"error: {err.message}"]
+    lines += [f"  {line}" for line in err.details()]
+    if err.hint:
+        lines.append(f"hint: {err.hint}")
+    click.echo("\n".join(lines), err=True)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    args = sys.argv[1:] if argv is None else argv
+    verbose = "-v" in args or "--verbose" in args or bool(os.environ.get("CANON_DEBUG"))
+    try:
+        code = cli.main(args=args, prog_name="canon", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except CanonError as err:
+        _show_error(err, verbose)
+        sys.exit(err.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

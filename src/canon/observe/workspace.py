@@ -1,0 +1,159 @@
+"""Observe the workspace: what every declared path holds right now.
+
+``Workspace`` is the one handle on a project's local state (``.canon/``: stat
+cache, object store, run cache). ``observe(project, pipeline, ws)`` reads,
+never writes, anything that matters, and returns the ``Observed`` value the
+pure planner works from.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from canon.declare.project import DepKind, Project
+from canon.digest import Digest
+from canon.errors import CanonError
+from canon.graph.pipeline import Pipeline
+from canon.observe.content import ContentReader
+from canon.plan.key import environment_digest, stage_key
+from canon.plan.observed import Observed
+from canon.stores.lockfile import read_lock
+from canon.stores.manifest import Manifest
+from canon.stores.objects import ObjectStore
+from canon.stores.records import Content, Lock, RunRecord
+from canon.stores.runcache import RunCache
+from canon.stores.statcache import StatCache
+
+STATE_DIR = ".canon"
+
+
+class MissingInputError(CanonError):
+    code = "observe.missing_input"
+
+
+class Workspace:
+    """The project root and its ``.canon/`` state. Thread-safe for hashing."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.state = root / STATE_DIR
+        self.store = ObjectStore(self.state / "cache")
+        self.runs = RunCache(self.state / "runs")
+        self._statcache: StatCache | None = None
+        self._reader: ContentReader | None = None
+        self._guard = threading.RLock()
+
+    @property
+    def reader(self) -> ContentReader:
+        if self._reader is None:
+            self._statcache = StatCache(self.state / "state.db")
+            self._reader = ContentReader(self.root, self._statcache)
+        return self._reader
+
+    def content(self, path: str) -> Content | None:
+        with self._guard:
+            return self.reader.content(path)
+
+    def snapshot(self, path: str) -> tuple[Content, Manifest | None] | None:
+        """Content plus, for a directory, its manifest (to store it)."""
+        with self._guard:
+            return self.reader.snapshot(path)
+
+    def close(self) -> None:
+        with self._guard:
+            if self._statcache is not None:
+                self._statcache.close()
+                self._statcache = None
+                self._reader = None
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def head_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--verify", "-q", "HEAD"],
+            cwd=root, capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def observe_environment(project: Project, ws: Workspace) -> Digest:
+    env = project.environment
+    requirements: Digest | None = None
+    if env.requirements:
+        content = ws.content(env.requirements)
+        if content is None or content.is_dir:
+            raise MissingInputError(
+                f"environment.requirements: {env.requirements} does not exist",
+                hint="create the lock (e.g. `pip freeze > requirements.lock`) or remove the key",
+            )
+        requirements = content.digest
+    python = env.python or "{}.{}".format(*sys.version_info[:2])
+    return environment_digest(python, requirements)
+
+
+def observe(
+    project: Project,
+    pipeline: Pipeline,
+    ws: Workspace,
+    stages: Iterable[str] | None = None,
+    *,
+    lock: Lock | None = None,
+    commit: str | None = None,
+) -> Observed:
+    selected = list(pipeline.order if stages is None else stages)
+    paths: dict[str, None] = {}
+    data_used: set[str] = set()
+    for name in selected:
+        stage = project.stages[name]
+        for dep in stage.deps:
+            paths[dep.path] = None
+            if dep.kind is DepKind.DATA:
+                data_used.add(dep.address.partition(".")[2])
+        for out in stage.outs:
+            paths[out] = None
+    for ds in project.datasets.values():
+        paths[ds.path] = None
+    contents = {p: ws.content(p) for p in paths}
+    for name in sorted(data_used):
+        ds = project.datasets[name]
+        if contents.get(ds.path) is None:
+            raise MissingInputError(
+                f'data.{name}: its source "{ds.source}" does not exist',
+                hint=f"put the data at {ds.path} or point the profile at it",
+            )
+
+    environment = observe_environment(project, ws)
+    lock = read_lock(ws.root) if lock is None else lock
+    state = lock.state(project.profile)
+
+    runs: dict[Digest, RunRecord] = {}
+    wanted: set[Digest] = set()
+    for name in selected:
+        stage = project.stages[name]
+        deps = {d.address: contents.get(d.path) for d in stage.deps}
+        if all(c is not None for c in deps.values()):
+            key = stage_key(stage, {a: c.digest for a, c in deps.items() if c}, environment)
+            run = ws.runs.get(key)
+            if run is not None:
+                runs[key] = run
+                wanted.update(c.digest for c in run.outs.values())
+        record = state.stages.get(name)
+        if record is not None:
+            wanted.update(c.digest for c in record.outs.values())
+    cached = frozenset(d for d in wanted if ws.store.has(d))
+    return Observed(
+        lock=lock, contents=contents, environment=environment, runs=runs, cached=cached,
+        commit=commit,
+    )
