@@ -1,0 +1,1 @@
+"""Example projects that ``canon init --example NAME`` writes (package data)."""

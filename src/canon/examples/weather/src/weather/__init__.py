@@ -1,0 +1,1 @@
+"""Rain tomorrow in Seattle: a canon example project (features, train, evaluate, serve)."""
