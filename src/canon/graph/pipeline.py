@@ -68,7 +68,7 @@ def build_pipeline(project: Project, exists: Callable[[str], bool]) -> Pipeline:
                         else f'stage "{name}" writes "{out}", which overlaps "{other_out}" '
                         f'written by stage "{other}"'
                     )
-            producers[out] = name
+            producers.setdefault(out, name)
         for ds in project.datasets.values():
             for out in stage.outs:
                 if overlaps(out, ds.path):
