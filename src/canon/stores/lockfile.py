@@ -76,12 +76,13 @@ def _content_out(c: Content) -> dict[str, Any]:
 
 def _stage(raw: object, where: str) -> StageRecord:
     m = _map(raw, where)
+    key = _digest(m.get("key"), f"{where}.key")
     cmd = m.get("cmd")
     if not isinstance(cmd, list) or not all(isinstance(a, str) for a in cmd):
         raise _Damaged(f"{where}.cmd: expected a list of strings")
     env = _map(m.get("env"), f"{where}.env")
     return StageRecord(
-        key=_digest(m.get("key"), f"{where}.key"),
+        key=key,
         cmd=tuple(cmd),
         environment=_digest(m.get("environment"), f"{where}.environment"),
         deps={k: _digest(v, f"{where}.deps.{k}") for k, v in _map(m.get("deps"), where).items()},

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from canon.digest import hash_bytes
+from canon.errors import StateError
+from canon.stores.lockfile import parse_lock, read_lock, render_lock, write_lock
+from canon.stores.records import Content, DatasetRecord, Lock, ProfileState, StageRecord
+
+D = hash_bytes(b"x")
+LOCK = Lock({
+    "local": ProfileState(
+        environment=D,
+        data={"raw": DatasetRecord("data/raw", Content(D, 10, 3, True))},
+        stages={"train": StageRecord(key=D, cmd=("python", "t.py"), environment=D,
+                                     deps={"data.raw": D}, params={"train": {"lr": 0.1}},
+                                     outs={"m.json": Content(D, 5, 1, False)},
+                                     env={"PYTHONPATH": "src"})},
+    )
+})
+
+
+def test_round_trip_is_byte_stable(tmp_path: Path) -> None:
+    write_lock(tmp_path, LOCK)
+    assert read_lock(tmp_path) == LOCK
+    assert render_lock(read_lock(tmp_path)) == (tmp_path / "canon.lock").read_bytes()
+
+
+def test_missing_lock_is_empty(tmp_path: Path) -> None:
+    assert read_lock(tmp_path) == Lock()
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (b"version: 99\n", "unsupported lock version 99"),
+        (b"version: 1\nprofiles: {p: {stages: {s: {key: nope}}}}\n", "not a sha256 digest"),
+        (b"version: 1\nprofiles: [1]\n", "expected a mapping"),
+        (b"\xff\xfe", "damaged"),
+        (b"version: 1\nprofiles: {p: {stages: {s: {key: " + D.encode() + b", cmd: 3}}}}\n",
+         "cmd: expected a list"),
+    ],
+)
+def test_damaged_lock_is_a_state_error_with_a_hint(text: bytes, match: str) -> None:
+    with pytest.raises(StateError, match=match) as info:
+        parse_lock(text)
+    assert info.value.hint and "git checkout" in info.value.hint
