@@ -119,8 +119,7 @@ def _plan_stage(
     record = state.stages.get(stage.name)
     running = [u for u in pipeline.upstream(stage.name) if actions.get(u) is Action.RUN]
     if running:
-        reasons = tuple(Why(Reason.UPSTREAM_CHANGED, u) for u in running)
-        return Change(address, Action.RUN, reasons)
+        return Change(address, Action.RUN, tuple(Why(Reason.UPSTREAM_CHANGED, u) for u in running))
 
     deps: dict[str, Digest] = {}
     missing: list[Why] = []
