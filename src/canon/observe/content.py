@@ -1,0 +1,321 @@
+"""What a workspace path holds: the read-only observer of files and directories.
+
+``ContentReader(root, cache).content("data")`` answers "what is at ``data`` now?"
+as a ``Content`` (digest, size, file count, file or directory) or ``None`` when
+nothing is there; ``snapshot("data")`` also returns the directory's
+``Manifest``, which is what the object store needs to store it. A file's
+digest is the sha256 of its bytes; a directory's digest is its manifest's.
+
+Speed. "Did anything change?" over a 50,000-file tree must cost about what
+``git status`` does. A walk (``_walk``) opens each directory once
+(``O_NOFOLLOW``), lists it with ``scandir`` and ``stat``s every entry relative to
+the directory's fd (shorter kernel path lookups: measured ~10 % faster than
+``entry.stat()``), keeping only flat lists of names and ints, no per-file
+objects. Threads were measured: 2-8 threads are 1.6-2.5x *slower* than one,
+because a cached ``stat`` is ~2 µs and every one of them hands the GIL over.
+The walk yields a *fingerprint*: sha256 over every file's ``(path, inode, size,
+mtime_ns, mode)``. If it equals the fingerprint the stat cache recorded for the
+directory, the cached digest is returned without touching per-file rows.
+Otherwise per-file rows are read in one query, only files whose
+``(inode, size, mtime_ns)`` changed (or are racy) are hashed — on every core
+when there are many — and the manifest and the cache are rebuilt.
+
+Safety. Symlinks are refused anywhere: as the path itself, as a component of
+it, or inside a directory (a link could lead out of the workspace, and
+following it would make the digest depend on things outside it); FIFOs,
+sockets and devices are refused too. A file that changes while it is being
+hashed is detected (its stat after hashing differs from the walk's) and the
+observation starts again; after a few tries it fails with ``StateError``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from array import array
+from collections.abc import Sequence
+from hashlib import sha256
+from pathlib import Path
+from typing import NamedTuple
+
+from canon.digest import Digest, hash_fd, run_on_cores
+from canon.errors import PathError, StateError
+from canon.stores.manifest import Manifest, ManifestEntry, normal_mode, path_problem
+from canon.stores.records import Content
+from canon.stores.statcache import FileStat, StatCache, trusted_digest
+
+__all__ = ["Content", "ContentReader", "digest_path"]
+
+ATTEMPTS = 3  # walks of a directory that keeps changing under us, before giving up
+_FINGERPRINT_VERSION = b"canon-fingerprint-1\x00"
+_RESERVED = frozenset({".git", ".canon"})
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO must not hang us
+
+
+class _Changed(Exception):
+    """Something changed while we looked; walk again."""
+
+
+class _Listing(NamedTuple):
+    """One directory of a walk: non-directory entries and their stats, flat."""
+
+    rel: str  # path inside the tree, "" for its top, else ending in "/"
+    names: list[str]  # sorted
+    stats: list[int]  # inode, size, mtime_ns, st_mode for each name, in order
+
+
+class _Walk(NamedTuple):
+    listings: list[_Listing]
+    fingerprint: str
+    nfiles: int
+    size: int
+    max_mtime_ns: int
+
+
+class ContentReader:
+    """Observes paths under ``root`` through one ``StatCache`` (one SQLite open for
+    a whole observation). Not thread-safe; callers serialise (``Workspace`` does)."""
+
+    def __init__(self, root: Path, cache: StatCache) -> None:
+        self.root = root
+        self.cache = cache
+
+    def content(self, relpath: str) -> Content | None:
+        """What is at workspace path ``relpath`` (``None``: nothing). Fast when unchanged."""
+        snap = self._observe(relpath, want_manifest=False)
+        return None if snap is None else snap[0]
+
+    def snapshot(self, relpath: str) -> tuple[Content, Manifest | None] | None:
+        """``content`` plus, for a directory, its manifest (always built fresh
+        from the walk, with unchanged files' digests from the stat cache)."""
+        return self._observe(relpath, want_manifest=True)
+
+    # -- dispatch -------------------------------------------------------------------
+
+    def _observe(
+        self, relpath: str, *, want_manifest: bool
+    ) -> tuple[Content, Manifest | None] | None:
+        _check_relpath(relpath)
+        st = self._lstat_inside(relpath)
+        if st is None:
+            return None
+        for _ in range(ATTEMPTS):
+            try:
+                if stat.S_ISREG(st.st_mode):
+                    return self._file(relpath, st), None
+                return self._tree(relpath, want_manifest)
+            except _Changed:
+                st = self._lstat_inside(relpath)
+                if st is None:
+                    return None
+        raise StateError(
+            f"{relpath} kept changing while canon was reading it",
+            hint="wait until whatever writes to it has finished, then run again",
+        )
+
+    def _lstat_inside(self, relpath: str) -> os.stat_result | None:
+        """lstat of ``relpath``, refusing a symlink at it or at any parent component."""
+        parts = relpath.split("/")
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            try:
+                st = os.lstat(self.root / sub)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            except OSError as exc:
+                raise PathError(f"cannot read {sub}: {exc.strerror}") from exc
+            if stat.S_ISLNK(st.st_mode):
+                raise PathError(f"{sub} is a symbolic link", hint=_LINK_HINT)
+            if i < len(parts) and not stat.S_ISDIR(st.st_mode):
+                return None  # a parent is a file: nothing can be at relpath
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            raise PathError(f"{relpath} is not a regular file or directory", hint=_SPECIAL_HINT)
+        return st
+
+    # -- one file -------------------------------------------------------------------
+
+    def _file(self, relpath: str, st: os.stat_result) -> Content:
+        hashed_ns = time.time_ns()
+        key = FileStat(st.st_ino, st.st_size, st.st_mtime_ns)
+        digest = self.cache.file_digest(relpath, key)
+        if digest is None:
+            res = _hash_checked([str(self.root / relpath)])[0]
+            if res is None or FileStat(res[1], res[2], res[3]) != key:
+                raise _Changed
+            digest = res[0]
+            self.cache.record_file(relpath, key, digest, hashed_ns)
+            self.cache.flush()
+        return Content(digest, st.st_size, 1, False)
+
+    # -- one directory --------------------------------------------------------------
+
+    def _tree(self, relpath: str, want_manifest: bool) -> tuple[Content, Manifest | None]:
+        hashed_ns = time.time_ns()  # before any stat: see statcache's note on racy entries
+        walk = _walk(self.root / relpath, relpath)
+        if not want_manifest:
+            hit = self.cache.dir_entry(relpath, walk.fingerprint, walk.max_mtime_ns)
+            if hit is not None and hit.nfiles == walk.nfiles and hit.size == walk.size:
+                return Content(hit.digest, hit.size, hit.nfiles, True), None
+        manifest = self._manifest(relpath, walk, hashed_ns)
+        self.cache.record_dir(
+            relpath, walk.fingerprint, manifest.digest, walk.nfiles, walk.size, hashed_ns
+        )
+        self.cache.flush()
+        return Content(manifest.digest, walk.size, walk.nfiles, True), manifest
+
+    def _manifest(self, relpath: str, walk: _Walk, hashed_ns: int) -> Manifest:
+        rows = self.cache.files_under(relpath)
+        top = relpath + "/"
+        paths: list[str] = []
+        keys: list[FileStat] = []
+        modes: list[int] = []
+        digests: list[Digest | None] = []
+        is_reg = stat.S_ISREG
+        for listing in walk.listings:
+            ints, rel = listing.stats, listing.rel
+            for i, name in enumerate(listing.names):
+                ino, size, mtime_ns, mode = ints[4 * i : 4 * i + 4]
+                if not is_reg(mode):
+                    _refuse(top + rel + name, mode)
+                key = FileStat(ino, size, mtime_ns)
+                paths.append(rel + name)
+                keys.append(key)
+                modes.append(mode)
+                row = rows.pop(top + rel + name, None) if rows else None
+                digests.append(trusted_digest(row, key))
+        missing = [j for j, d in enumerate(digests) if d is None]
+        if missing:
+            abs_top = str(self.root / relpath) + "/"
+            todo = [abs_top + paths[j] for j in missing]
+            found = run_on_cores(_hash_checked, todo, [keys[j].size for j in missing])
+            fresh: list[tuple[str, FileStat, Digest]] = []
+            for j, res in zip(missing, found, strict=True):
+                if res is None or (res[1], res[2], res[3]) != keys[j]:
+                    raise _Changed
+                digests[j] = res[0]
+                fresh.append((top + paths[j], keys[j], res[0]))
+            self.cache.record_files(fresh, hashed_ns)
+        self.cache.forget_files(rows)  # rows left over: files that are gone
+        entries = [
+            ManifestEntry(p, k.size, normal_mode(m), d)
+            for p, k, m, d in zip(paths, keys, modes, digests, strict=True)
+            if d is not None
+        ]
+        return Manifest.build(entries, where=relpath)
+
+
+def digest_path(root: Path, relpath: str, cache: StatCache) -> Content | None:
+    """What is at ``relpath`` under ``root`` (``None``: nothing); see ``ContentReader``."""
+    return ContentReader(root, cache).content(relpath)
+
+
+# -- the walk -------------------------------------------------------------------------
+
+
+def _walk(top: Path, relpath: str) -> _Walk:
+    """Every non-directory entry under ``top`` with its stat, and the fingerprint."""
+    h = sha256(_FINGERPRINT_VERSION)
+    listings: list[_Listing] = []
+    stack: list[str] = [""]
+    nfiles = size = 0
+    max_mtime = -(1 << 63)
+    base = str(top) + "/"
+    lstat = os.stat
+    while stack:
+        rel = stack.pop()
+        try:
+            fd = os.open(base + rel, _DIR_FLAGS)
+        except FileNotFoundError as exc:
+            raise _Changed from exc
+        except OSError as exc:
+            where = f"{relpath}/{rel}".rstrip("/")
+            if os.path.islink(base + rel):
+                raise PathError(f"{where} is a symbolic link", hint=_LINK_HINT) from exc
+            raise PathError(f"cannot read directory {where}: {exc.strerror}") from exc
+        try:
+            with os.scandir(fd) as it:
+                entries = list(it)
+            names = sorted([e.name for e in entries if not e.is_dir(follow_symlinks=False)])
+            subdirs = sorted([e.name for e in entries if e.is_dir(follow_symlinks=False)])
+            ints: list[int] = []
+            for name in names:
+                st = lstat(name, dir_fd=fd, follow_symlinks=False)
+                ints += (st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode)
+        except FileNotFoundError as exc:
+            raise _Changed from exc
+        except OSError as exc:
+            where = f"{relpath}/{rel}".rstrip("/")
+            raise PathError(f"cannot read directory {where}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+        stack.extend(rel + d + "/" for d in reversed(subdirs))
+        if names:
+            listings.append(_Listing(rel, names, ints))
+            nfiles += len(names)
+            size += sum(ints[1::4])
+            max_mtime = max(max_mtime, max(ints[2::4]))
+        h.update(f"{rel}\x00{len(names)}\x00".encode("utf-8", "surrogateescape"))
+        h.update("\x00".join(names).encode("utf-8", "surrogateescape"))
+        h.update(_pack(ints))
+    return _Walk(listings, h.hexdigest(), nfiles, size, max_mtime)
+
+
+def _pack(ints: list[int]) -> bytes:
+    try:
+        return array("q", ints).tobytes()
+    except OverflowError:  # an inode >= 2**63: spell the numbers out instead
+        return (" ".join(map(str, ints)) + "\n").encode()
+
+
+def _hash_checked(paths: Sequence[str]) -> list[tuple[Digest, int, int, int] | None]:
+    """Per path: digest and ``(inode, size, mtime_ns)`` as of *after* hashing, or
+    ``None`` if it could not be read. A caller compares that stat with the one it
+    saw before, to catch files that changed mid-hash. Runs in worker processes."""
+    out: list[tuple[Digest, int, int, int] | None] = []
+    for p in paths:
+        try:
+            fd = os.open(p, _FILE_FLAGS)
+        except OSError:
+            out.append(None)
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                out.append(None)
+                continue
+            digest, _ = hash_fd(fd)
+            st = os.fstat(fd)
+            out.append((digest, st.st_ino, st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+        finally:
+            os.close(fd)
+    return out
+
+
+# -- refusals -------------------------------------------------------------------------
+
+_LINK_HINT = (
+    "canon does not follow symbolic links in data or outputs (a link can lead out "
+    "of the workspace); replace the link with the file or directory it points to"
+)
+_SPECIAL_HINT = "canon records regular files and directories only (no FIFOs, sockets, devices)"
+
+
+def _refuse(path: str, mode: int) -> None:
+    if stat.S_ISLNK(mode):
+        raise PathError(f"{path} is a symbolic link", hint=_LINK_HINT)
+    raise PathError(f"{path} is not a regular file or directory", hint=_SPECIAL_HINT)
+
+
+def _check_relpath(relpath: str) -> None:
+    problem = path_problem(relpath)
+    if problem is not None:
+        raise PathError(
+            f"{relpath!r} is not a workspace path: it {problem}",
+            hint="use a relative path inside the project, like data/train",
+        )
+    first = relpath.split("/", 1)[0]
+    if first in _RESERVED:
+        raise PathError(f"{relpath} is inside {first}, which canon does not track")
