@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 
-class DepKind(str, Enum):
+class DepKind(StrEnum):
     PATH = "path"  # a file or directory in the workspace
     DATA = "data"  # a declared dataset, data.NAME
 

@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 Name = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,99}$"),
-    Field(description="An identifier: letters, digits, '_' and '-', starting with a letter or '_'."),
+    Field(
+        description="An identifier: letters, digits, '_' and '-', starting with a letter or '_'."
+    ),
 ]
 Scalar = str | int | float | bool
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
@@ -107,3 +109,12 @@ class ProjectFile(_Model):
     artifacts: dict[Name, dict[str, Any]] = Field(default_factory=dict)
     deployments: dict[Name, dict[str, Any]] = Field(default_factory=dict)
     policies: list[dict[str, Any]] = Field(default_factory=list)
+
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of canon.yaml, for ``canon schema`` and editors."""
+    schema = ProjectFile.model_json_schema()
+    return {"$schema": JSON_SCHEMA_DIALECT, **schema, "title": "canon.yaml"}
