@@ -155,7 +155,7 @@ def render_lock(lock: Lock) -> bytes:
         {"version": LOCK_VERSION, "profiles": profiles},
         Dumper=_Dumper,
         sort_keys=True,
-        default_flow_style=False,
+        default_flow_style=None,
         allow_unicode=True,
         width=1000,
     )
