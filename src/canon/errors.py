@@ -126,7 +126,7 @@ class StageFailedError(CanonError):
     exit_code = 1
 
 
-class InterruptedError_(CanonError):  # noqa: N801 - avoid shadowing the builtin
+class InterruptedError_(CanonError):
     code = "interrupted"
     exit_code = 130
 

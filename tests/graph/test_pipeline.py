@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from canon.declare.project import Dep, DepKind, EnvironmentSpec, Project, StageSpec, DatasetSpec
+from canon.declare.project import DatasetSpec, Dep, DepKind, EnvironmentSpec, Project, StageSpec
 from canon.errors import GraphError
 from canon.graph.dag import DAG, CycleError
 from canon.graph.pipeline import build_pipeline
@@ -30,7 +30,7 @@ def test_dag_orders_and_finds_cycles() -> None:
     assert g.topological_order() == ["a", "b", "c"]
     assert g.ancestors(["c"]) == {"a", "b"}
     g.add_edge("c", "a")
-    with pytest.raises(CycleError, match="a -> b -> c -> a|b -> c -> a -> b|c -> a -> b -> c"):
+    with pytest.raises(CycleError, match=r"a -> b -> c -> a|b -> c -> a -> b|c -> a -> b -> c"):
         g.topological_order()
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from canon.declare.project import Dep, DepKind, EnvironmentSpec, Project, StageSpec, DatasetSpec
+from canon.declare.project import DatasetSpec, Dep, DepKind, EnvironmentSpec, Project, StageSpec
 from canon.digest import Digest, hash_bytes
 from canon.graph.pipeline import build_pipeline
 from canon.plan.change import Action, Plan, Reason

@@ -257,7 +257,9 @@ class Applier:
             return _Decision(Action.RESTORE, key, deps, run.outs)
         return _Decision(Action.RUN, key, deps)
 
-    def _start(self, change: Change, pool: ThreadPoolExecutor, apply_id: int) -> Future[_Done] | StageOutcome:
+    def _start(
+        self, change: Change, pool: ThreadPoolExecutor, apply_id: int
+    ) -> Future[_Done] | StageOutcome:
         stage = self.project.stages[change.name]
         if change.action is Action.NOOP:
             return StageOutcome(stage.name, "up-to-date", key=change.key)
@@ -316,12 +318,24 @@ class Applier:
         failpoints.hit("stage.after_run")
         if result.exit_code != 0:
             tail = "\n".join(result.tail[-5:])
-            return _Done(stage.name, decision, "failed", result.duration, exit_code=result.exit_code,
-                          message=f"exit code {result.exit_code}; log: {result.log}\n{tail}".rstrip())
+            return _Done(
+                stage.name,
+                decision,
+                "failed",
+                result.duration,
+                exit_code=result.exit_code,
+                message=f"exit code {result.exit_code}; log: {result.log}\n{tail}".rstrip(),
+            )
         missing = [o for o in stage.outs if not self._abs(o).exists()]
         if missing:
-            return _Done(stage.name, decision, "failed", result.duration, exit_code=0,
-                          message=f"the command succeeded but did not write {', '.join(missing)}")
+            return _Done(
+                stage.name,
+                decision,
+                "failed",
+                result.duration,
+                exit_code=0,
+                message=f"the command succeeded but did not write {', '.join(missing)}",
+            )
         outs = {out: self._store_path(out) for out in stage.outs}
         return _Done(stage.name, decision, "ran", result.duration, outs, exit_code=0)
 
@@ -344,10 +358,19 @@ class Applier:
         stage = self.project.stages[done.name]
         action = done.decision.action.value
         if done.status == "failed":
-            self._record(apply_id, done.name, action, "failed", done.decision.key, {},
-                         done.duration, done.exit_code)
-            self.emit(StageFinished(done.name, "failed", done.duration, done.exit_code,
-                                    done.message))
+            self._record(
+                apply_id,
+                done.name,
+                action,
+                "failed",
+                done.decision.key,
+                {},
+                done.duration,
+                done.exit_code,
+            )
+            self.emit(
+                StageFinished(done.name, "failed", done.duration, done.exit_code, done.message)
+            )
             return StageOutcome(done.name, "failed", done.duration, done.exit_code, done.message)
         self.ws.runs.put(RunRecord(done.decision.key, done.outs))
         record = StageRecord(
@@ -360,17 +383,46 @@ class Applier:
             env=recorded_env(stage),
         )
         self._save_lock(self._state().with_stage(done.name, record))
-        self._record(apply_id, done.name, action, done.status, done.decision.key,
-                     {p: c.digest for p, c in done.outs.items()}, done.duration, done.exit_code)
-        self.emit(StageFinished(done.name, done.status, done.duration, done.exit_code,
-                                metrics=self._metrics(stage)))
-        return StageOutcome(done.name, done.status, done.duration, done.exit_code,
-                            key=done.decision.key)
+        self._record(
+            apply_id,
+            done.name,
+            action,
+            done.status,
+            done.decision.key,
+            {p: c.digest for p, c in done.outs.items()},
+            done.duration,
+            done.exit_code,
+        )
+        self.emit(
+            StageFinished(
+                done.name, done.status, done.duration, done.exit_code, metrics=self._metrics(stage)
+            )
+        )
+        return StageOutcome(
+            done.name, done.status, done.duration, done.exit_code, key=done.decision.key
+        )
 
-    def _record(self, apply_id: int, stage: str, action: str, status: str, key: str | None,
-                outputs: Mapping[str, str], duration: float, exit_code: int | None) -> None:
-        self.ledger.record_stage(apply_id, stage=stage, action=action, status=status, key=key,
-                                 outputs=outputs, duration=duration, exit_code=exit_code)
+    def _record(
+        self,
+        apply_id: int,
+        stage: str,
+        action: str,
+        status: str,
+        key: str | None,
+        outputs: Mapping[str, str],
+        duration: float,
+        exit_code: int | None,
+    ) -> None:
+        self.ledger.record_stage(
+            apply_id,
+            stage=stage,
+            action=action,
+            status=status,
+            key=key,
+            outputs=outputs,
+            duration=duration,
+            exit_code=exit_code,
+        )
 
     def _metrics(self, stage: StageSpec) -> dict[str, Any]:
         values: dict[str, Any] = {}

@@ -84,9 +84,13 @@ def read_plan_file(path: Path) -> Plan:
     try:
         return Plan.from_dict(json.loads(path.read_bytes()))
     except FileNotFoundError:
-        raise CanonError(f"plan file {path} does not exist", hint="make one with `canon plan --out FILE`") from None
+        raise CanonError(
+            f"plan file {path} does not exist", hint="make one with `canon plan --out FILE`"
+        ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise StateError(f"{path} is not a canon plan: {exc}", hint="make one with `canon plan --out FILE`") from exc
+        raise StateError(
+            f"{path} is not a canon plan: {exc}", hint="make one with `canon plan --out FILE`"
+        ) from exc
 
 
 def run_apply(
@@ -94,12 +98,13 @@ def run_apply(
     *,
     profile: str | None,
     targets: Sequence[str] = (),
-    options: ApplyOptions = ApplyOptions(),
+    options: ApplyOptions | None = None,
     plan_file: Path | None = None,
     emit: Emit,
     argv: Sequence[str] = (),
     wait: float = 0.0,
 ) -> ApplyResult:
+    options = options or ApplyOptions()
     saved = read_plan_file(plan_file) if plan_file else None
     if saved is not None:
         if profile is not None and profile != saved.profile:
@@ -113,13 +118,17 @@ def run_apply(
         repo_lock.acquire(argv, wait=wait)
         if repo_lock.previous is not None:
             reaped = reap_orphans(state / "run")
-            emit(Notice(
-                f"an earlier apply (pid {repo_lock.previous.pid}) died without finishing; "
-                f"taking over{f' and stopping its {len(reaped)} orphaned stage(s)' if reaped else ''}"
-            ))
+            orphans = f" and stopping its {len(reaped)} orphaned stage(s)" if reaped else ""
+            emit(
+                Notice(
+                    f"an earlier apply (pid {repo_lock.previous.pid}) died without finishing; "
+                    f"taking over{orphans}"
+                )
+            )
         with Workspace(root) as ws:
-            planned = make_plan(root, profile=profile, targets=targets, force=options.force,
-                                ws=ws, with_commit=True)
+            planned = make_plan(
+                root, profile=profile, targets=targets, force=options.force, ws=ws, with_commit=True
+            )
             current = planned.plan
             if saved is not None and (
                 saved.fingerprint != current.fingerprint or saved.commit != current.commit
@@ -133,8 +142,16 @@ def run_apply(
             try:
                 apply_id = ledger.begin_apply(current.commit, current.profile, argv)
                 runner = LocalRunner(state / "run", state / "logs")
-                applier = Applier(planned.project, planned.pipeline, ws, runner, ledger,
-                                  planned.observed.lock, emit, options)
+                applier = Applier(
+                    planned.project,
+                    planned.pipeline,
+                    ws,
+                    runner,
+                    ledger,
+                    planned.observed.lock,
+                    emit,
+                    options,
+                )
                 status = "interrupted"
                 try:
                     result = applier.apply(current, planned.observed.environment, apply_id)
@@ -144,4 +161,3 @@ def run_apply(
                     ledger.finish_apply(apply_id, status)
             finally:
                 ledger.close()
-

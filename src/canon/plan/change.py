@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     RUN = "run"  # execute the stage's command
     RESTORE = "restore"  # bring outputs back from the cache (inputs seen before)
     PIN = "pin"  # record a dataset's content in the lock and the cache
     NOOP = "noop"
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     NEVER_RUN = "NEVER_RUN"
     CMD_CHANGED = "CMD_CHANGED"
     ENV_CHANGED = "ENV_CHANGED"
@@ -88,7 +88,12 @@ class Change:
             "action": self.action.value,
             "key": self.key,
             "reasons": [
-                {"reason": w.reason.value, "subject": w.subject, "before": w.before, "after": w.after}
+                {
+                    "reason": w.reason.value,
+                    "subject": w.subject,
+                    "before": w.before,
+                    "after": w.after,
+                }
                 for w in self.reasons
             ],
         }

@@ -230,8 +230,13 @@ def fingerprint(project: Project, observed: Observed) -> str:
     doc = {
         "profile": project.profile,
         "stages": {
-            n: [list(s.argv), [list(e) for e in s.env], [list(p) for p in s.param_values],
-                [d.address for d in s.deps], list(s.outs)]
+            n: [
+                list(s.argv),
+                [list(e) for e in s.env],
+                [list(p) for p in s.param_values],
+                [d.address for d in s.deps],
+                list(s.outs),
+            ]
             for n, s in project.stages.items()
         },
         "contents": {p: (c.digest if c else None) for p, c in sorted(observed.contents.items())},

@@ -73,7 +73,14 @@ class Ledger:
             cur = self._db.execute(
                 "INSERT INTO applies(started, commit_sha, profile, status, host, pid, argv)"
                 " VALUES (?, ?, ?, 'running', ?, ?, ?)",
-                (time.time(), commit, profile, socket.gethostname(), os.getpid(), json.dumps(list(argv))),
+                (
+                    time.time(),
+                    commit,
+                    profile,
+                    socket.gethostname(),
+                    os.getpid(),
+                    json.dumps(list(argv)),
+                ),
             )
         assert cur.lastrowid is not None
         return cur.lastrowid
@@ -95,8 +102,17 @@ class Ledger:
             self._db.execute(
                 "INSERT INTO stage_runs(apply_id, stage, action, status, key, outputs, duration,"
                 " exit_code, recorded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (apply_id, stage, action, status, key, json.dumps(dict(outputs), sort_keys=True),
-                 duration, exit_code, time.time()),
+                (
+                    apply_id,
+                    stage,
+                    action,
+                    status,
+                    key,
+                    json.dumps(dict(outputs), sort_keys=True),
+                    duration,
+                    exit_code,
+                    time.time(),
+                ),
             )
 
     def finish_apply(self, apply_id: int, status: str) -> None:

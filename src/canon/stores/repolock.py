@@ -41,8 +41,12 @@ def _read_holder(fd: int) -> Holder | None:
         raw: Any = json.loads(os.read(fd, 65536) or b"null")
         if not isinstance(raw, dict):
             return None
-        return Holder(int(raw["pid"]), str(raw["host"]), float(raw["started"]),
-                      tuple(str(a) for a in raw["argv"]))
+        return Holder(
+            int(raw["pid"]),
+            str(raw["host"]),
+            float(raw["started"]),
+            tuple(str(a) for a in raw["argv"]),
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -72,8 +76,12 @@ class RepoLock:
                     ) from None
                 time.sleep(0.1)
         self.previous = _read_holder(fd)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-              "argv": list(argv)}
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.time(),
+            "argv": list(argv),
+        }
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, json.dumps(me).encode())

@@ -51,10 +51,20 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="canon")
-@click.option("-C", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Run as if canon was started in DIR.")
-@click.option("--profile", "-p", default=None, envvar="CANON_PROFILE",
-              help="Profile to apply (default: CANON_PROFILE, default_profile, or local).")
+@click.option(
+    "-C",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run as if canon was started in DIR.",
+)
+@click.option(
+    "--profile",
+    "-p",
+    default=None,
+    envvar="CANON_PROFILE",
+    help="Profile to apply (default: CANON_PROFILE, default_profile, or local).",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and debug detail.")
 @click.pass_context
 def cli(ctx: click.Context, directory: Path | None, profile: str | None, verbose: bool) -> None:

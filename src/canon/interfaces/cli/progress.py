@@ -20,8 +20,13 @@ from canon.events import (
     StageStarted,
 )
 
-_STYLE = {"ran": "green", "restored": "cyan", "up-to-date": "dim", "failed": "red",
-          "skipped": "yellow"}
+_STYLE = {
+    "ran": "green",
+    "restored": "cyan",
+    "up-to-date": "dim",
+    "failed": "red",
+    "skipped": "yellow",
+}
 
 
 class JsonLines:
@@ -52,8 +57,9 @@ class Console:
         if live and self.console.is_terminal:
             from rich.live import Live
 
-            self._live = Live(self._render(), console=self.console, refresh_per_second=8,
-                              transient=True)
+            self._live = Live(
+                self._render(), console=self.console, refresh_per_second=8, transient=True
+            )
             self._live.start()
 
     def _render(self) -> Any:
@@ -81,11 +87,15 @@ class Console:
     def _handle(self, event: Event) -> None:
         if isinstance(event, ApplyStarted):
             self._total = len(event.stages)
-            self._print(f"[bold]canon apply[/]: {event.pending} change(s) planned"
-                        + (f", profile {event.profile}" if event.profile else ""))
+            self._print(
+                f"[bold]canon apply[/]: {event.pending} change(s) planned"
+                + (f", profile {event.profile}" if event.profile else "")
+            )
         elif isinstance(event, DatasetPinned):
-            self._print(f"[magenta]pinned[/]   data.{event.name} {event.digest[:19]} "
-                        f"({event.files} file(s), {event.size:,} bytes)")
+            self._print(
+                f"[magenta]pinned[/]   data.{event.name} {event.digest[:19]} "
+                f"({event.files} file(s), {event.size:,} bytes)"
+            )
         elif isinstance(event, StageStarted):
             self._running[event.name] = (time.monotonic(), event.action, "")
             why = f" [dim]({'; '.join(event.reasons)})[/]" if event.reasons else ""
@@ -123,8 +133,12 @@ class Console:
         for f in self._finished:
             metrics = "  ".join(f"{k}={_fmt(v)}" for k, v in sorted(f.metrics.items()))
             style = _STYLE.get(f.status, "white")
-            table.add_row(f.name, f"[{style}]{f.status}[/]",
-                          f"{f.duration:.2f}s" if f.duration else "", metrics)
+            table.add_row(
+                f.name,
+                f"[{style}]{f.status}[/]",
+                f"{f.duration:.2f}s" if f.duration else "",
+                metrics,
+            )
         if self._finished:
             self.console.print(table)
         counts = ", ".join(f"{n} {s}" for s, n in sorted(event.counts.items()))

@@ -17,19 +17,41 @@ def _interrupt_on_term(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-@click.command("apply", help="Run what must run, in parallel, cached by content.\n\n"
-               "ARGS are stage names, or one saved plan file from `canon plan --out`.")
+@click.command(
+    "apply",
+    help="Run what must run, in parallel, cached by content.\n\n"
+    "ARGS are stage names, or one saved plan file from `canon plan --out`.",
+)
 @click.argument("args", nargs=-1)
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
-              help="Stages to run at once (default: number of CPUs).")
-@click.option("-k", "--keep-going", is_flag=True, help="Go on with independent stages after a failure.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stages to run at once (default: number of CPUs).",
+)
+@click.option(
+    "-k", "--keep-going", is_flag=True, help="Go on with independent stages after a failure."
+)
 @click.option("-f", "--force", is_flag=True, help="Run the targets even if they are up to date.")
-@click.option("--wait", type=float, default=0.0, metavar="SECONDS",
-              help="Wait this long for another apply to finish instead of failing.")
+@click.option(
+    "--wait",
+    type=float,
+    default=0.0,
+    metavar="SECONDS",
+    help="Wait this long for another apply to finish instead of failing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Emit events as JSON lines.")
 @click.pass_context
-def command(ctx: click.Context, args: tuple[str, ...], jobs: int | None, keep_going: bool,
-            force: bool, wait: float, as_json: bool) -> int:
+def command(
+    ctx: click.Context,
+    args: tuple[str, ...],
+    jobs: int | None,
+    keep_going: bool,
+    force: bool,
+    wait: float,
+    as_json: bool,
+) -> int:
     from canon.apply.applier import ApplyOptions
     from canon.apply.session import run_apply
     from canon.interfaces.cli.progress import Console, JsonLines
@@ -45,9 +67,16 @@ def command(ctx: click.Context, args: tuple[str, ...], jobs: int | None, keep_go
     emit = JsonLines() if as_json else Console(live=True)
     signal.signal(signal.SIGTERM, _interrupt_on_term)
     try:
-        result = run_apply(root, profile=profile_of(ctx), targets=targets, options=options,
-                           plan_file=plan_file, emit=emit, argv=["canon", *sys.argv[1:]],
-                           wait=wait)
+        result = run_apply(
+            root,
+            profile=profile_of(ctx),
+            targets=targets,
+            options=options,
+            plan_file=plan_file,
+            emit=emit,
+            argv=["canon", *sys.argv[1:]],
+            wait=wait,
+        )
     finally:
         emit.close()
     return 0 if result.ok else 1

@@ -14,17 +14,23 @@ from canon.interfaces.cli.planview import render_plan
 @click.command("plan", help="Show or save what `canon apply` would do, and why.")
 @click.argument("targets", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Save the plan; `canon apply FILE` applies exactly it, or refuses if stale.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save the plan; `canon apply FILE` applies exactly it, or refuses if stale.",
+)
 @click.option("--force", "-f", is_flag=True, help="Plan to run the targets even if up to date.")
 @click.pass_context
-def command(ctx: click.Context, targets: tuple[str, ...], as_json: bool, out: Path | None,
-            force: bool) -> int:
+def command(
+    ctx: click.Context, targets: tuple[str, ...], as_json: bool, out: Path | None, force: bool
+) -> int:
     from canon.apply.session import make_plan
     from canon.stores.atomic import atomic_write
 
-    planned = make_plan(root_of(ctx), profile=profile_of(ctx), targets=targets, force=force,
-                        with_commit=True)
+    planned = make_plan(
+        root_of(ctx), profile=profile_of(ctx), targets=targets, force=force, with_commit=True
+    )
     plan = planned.plan
     if out is not None:
         atomic_write(out, json.dumps(plan.to_dict(), indent=2).encode() + b"\n")
