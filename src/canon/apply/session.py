@@ -11,20 +11,20 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from canon.apply.applier import Applier, ApplyOptions, ApplyResult
-from canon.declare.loader import load_project
+from canon.declare.memo import load_project_memoised
 from canon.declare.project import Project
 from canon.errors import CanonError, StalePlanError, StateError
 from canon.events import Emit, Notice
-from canon.executors.local import LocalRunner, reap_orphans
 from canon.graph.pipeline import Pipeline, build_pipeline
 from canon.observe.workspace import Workspace, head_commit, observe
 from canon.plan.change import Plan
 from canon.plan.observed import Observed
 from canon.plan.planner import PlanOptions, plan
-from canon.stores.ledger import Ledger
-from canon.stores.repolock import RepoLock
+
+if TYPE_CHECKING:  # the apply machinery is imported only by run_apply: status stays fast
+    from canon.apply.applier import ApplyOptions, ApplyResult
 
 
 class NotAProjectError(CanonError):
@@ -44,7 +44,7 @@ def find_root(start: Path) -> Path:
 
 
 def load(root: Path, profile: str | None) -> tuple[Project, Pipeline]:
-    project = load_project(root, profile=profile)
+    project = load_project_memoised(root, profile=profile)
     pipeline = build_pipeline(project, lambda p: os.path.lexists(root / p))
     return project, pipeline
 
@@ -104,6 +104,11 @@ def run_apply(
     argv: Sequence[str] = (),
     wait: float = 0.0,
 ) -> ApplyResult:
+    from canon.apply.applier import Applier, ApplyOptions
+    from canon.executors.local import LocalRunner, reap_orphans
+    from canon.stores.ledger import Ledger
+    from canon.stores.repolock import RepoLock
+
     options = options or ApplyOptions()
     saved = read_plan_file(plan_file) if plan_file else None
     if saved is not None:

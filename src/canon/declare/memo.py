@@ -1,0 +1,170 @@
+"""A memo of resolved declarations, so a no-op ``canon status`` starts fast.
+
+Validating canon.yaml needs pydantic, whose import alone costs ~150 ms, more
+than the whole budget of a no-op status. The resolved ``Project`` depends only
+on the bytes of canon.yaml and of the params file, on the profile asked for
+(``--profile`` / ``CANON_PROFILE``) and on canon's version; so it is stored in
+``.canon/declared.json`` under the digest of exactly those inputs and reused
+while they are byte-identical. A declaration with problems is never stored:
+its errors are recomputed (and reported in full) every time.
+
+The memo is only a cache: a damaged or foreign file is a miss, writes are a
+temp file renamed into place, and any failure to write is ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from canon import __version__
+from canon.declare.project import (
+    DatasetSpec,
+    Dep,
+    DepKind,
+    EnvironmentSpec,
+    Project,
+    StageSpec,
+)
+
+MEMO = ".canon/declared.json"
+_MAX_ENTRIES = 8
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _key(config: bytes, profile: str | None, env_profile: str | None) -> str:
+    head = json.dumps([__version__, profile, env_profile]).encode()
+    return _digest(head + b"\0" + config)
+
+
+def _to_doc(p: Project) -> dict[str, Any]:
+    return {
+        "name": p.name,
+        "profile": p.profile,
+        "profile_values": dict(p.profile_values),
+        "environment": [p.environment.python, p.environment.requirements],
+        "datasets": [[d.name, d.source, d.path] for d in p.datasets.values()],
+        "stages": [
+            {
+                "name": s.name,
+                "argv": list(s.argv),
+                "env": [list(e) for e in s.env],
+                "deps": [[d.kind.value, d.address, d.path] for d in s.deps],
+                "params": list(s.params),
+                "param_values": [[k, v] for k, v in s.param_values],
+                "outs": list(s.outs),
+                "metrics": list(s.metrics),
+                "shell": s.shell,
+                "deterministic": s.deterministic,
+                "line": s.line,
+            }
+            for s in p.stages.values()
+        ],
+        "params_file": p.params_file,
+        "params": dict(p.params),
+        "config_file": p.config_file,
+    }
+
+
+def _from_doc(root: Path, doc: Mapping[str, Any]) -> Project:
+    stages = {}
+    for s in doc["stages"]:
+        stages[s["name"]] = StageSpec(
+            name=s["name"],
+            argv=tuple(s["argv"]),
+            env=tuple((k, v) for k, v in s["env"]),
+            deps=tuple(Dep(DepKind(k), a, p) for k, a, p in s["deps"]),
+            params=tuple(s["params"]),
+            param_values=tuple((k, v) for k, v in s["param_values"]),
+            outs=tuple(s["outs"]),
+            metrics=tuple(s["metrics"]),
+            shell=bool(s["shell"]),
+            deterministic=bool(s["deterministic"]),
+            line=s["line"],
+        )
+    python, requirements = doc["environment"]
+    return Project(
+        root=root,
+        name=doc["name"],
+        profile=doc["profile"],
+        profile_values=doc["profile_values"],
+        environment=EnvironmentSpec(python, requirements),
+        datasets={n: DatasetSpec(n, src, path) for n, src, path in doc["datasets"]},
+        stages=stages,
+        params_file=doc["params_file"],
+        params=doc["params"],
+        config_file=doc["config_file"],
+    )
+
+
+def _read_memo(root: Path) -> dict[str, Any]:
+    try:
+        memo = json.loads((root / MEMO).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return memo if isinstance(memo, dict) else {}
+
+
+def _params_digest(root: Path, params_file: str) -> str | None:
+    try:
+        return _digest((root / params_file).read_bytes())
+    except OSError:
+        return None
+
+
+def load_project_memoised(
+    root: Path, *, profile: str | None = None, environ: Mapping[str, str] | None = None
+) -> Project:
+    """``load_project`` with the memo in front of it (same errors, same result)."""
+    root = Path(root).absolute()
+    env = os.environ if environ is None else environ
+    try:
+        config = (root / "canon.yaml").read_bytes()
+    except OSError:
+        config = None
+    if config is not None:
+        key = _key(config, profile, env.get("CANON_PROFILE"))
+        entry = _read_memo(root).get(key)
+        if isinstance(entry, dict):
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                doc = entry["project"]
+                if _params_digest(root, doc["params_file"]) == entry["params"]:
+                    return _from_doc(root, doc)
+
+    from canon.declare.loader import load_project
+
+    project = load_project(root, profile=profile, environ=environ)
+    if config is not None:
+        _remember(root, key, project)
+    return project
+
+
+def _remember(root: Path, key: str, project: Project) -> None:
+    memo = _read_memo(root)
+    memo.pop(key, None)
+    while len(memo) >= _MAX_ENTRIES:
+        memo.pop(next(iter(memo)))
+    memo[key] = {
+        "params": _params_digest(root, project.params_file),
+        "project": _to_doc(project),
+    }
+    path = root / MEMO
+    with contextlib.suppress(OSError, TypeError, ValueError):
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".declared.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(memo, f)
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
