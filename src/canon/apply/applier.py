@@ -129,6 +129,7 @@ class Applier:
         self.emit = emit
         self.options = options
         self.environment: Digest | None = None
+        self.lock_written = False
 
     # -- metadata (main thread only) -------------------------------------------------
 
@@ -140,6 +141,7 @@ class Applier:
         self.lock = self.lock.with_state(self.project.profile, state)
         failpoints.hit("lock.before_write")
         write_lock(self.ws.root, self.lock)
+        self.lock_written = True
 
     # -- the walk --------------------------------------------------------------------
 
@@ -207,6 +209,8 @@ class Applier:
         counts: dict[str, int] = {}
         for o in result.outcomes:
             counts[o.status] = counts.get(o.status, 0) + 1
+        if self.lock_written:
+            self.emit(Notice("canon.lock changed: commit it to record this state"))
         self.emit(ApplyFinished(result.ok, result.duration, counts))
         return result
 
