@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -632,8 +633,12 @@ def w1(b: Bench) -> None:
                        warmup=0, ok=(0, 1))
     sh(f"cat {big} > /dev/null")
     sha = b.measure(wl, "sha256sum big.bin", ["sha256sum", big], cwd=src, runs=a.runs)
-    b.row(wl, f"first add of one {size} file (fresh repo)", c_add, d_add, [sha])
-    b.row(wl, f"first hash of {size} (`canon status`, fresh repo)", c_hash, None, [sha],
+    refs = [sha]
+    if shutil.which("openssl"):  # OpenSSL uses SHA-NI where the CPU has it; coreutils doesn't
+        refs.append(b.measure(wl, "openssl sha256 big.bin", ["openssl", "sha256", big],
+                              cwd=src, runs=a.runs))
+    b.row(wl, f"first add of one {size} file (fresh repo)", c_add, d_add, refs)
+    b.row(wl, f"first hash of {size} (`canon status`, fresh repo)", c_hash, None, refs,
           Target("≥80% of sha256sum's speed", hash_target))
 
 
@@ -646,6 +651,32 @@ def fmt_s(s: Stat | None) -> str:
     if not s.ok:
         return f"failed ({s.error})" if s.error else "—"
     return f"{s.median:.3f} s"
+
+
+def canon_revision() -> str:
+    """The commit of the canon checkout being measured, and whether src/ has local edits
+    (the CLI is an editable install: edits change what is measured)."""
+    head = sh(f"git -C {REPO} rev-parse --short HEAD", check=False).strip() or "?"
+    dirty = sh(f"git -C {REPO} status --porcelain -- src", check=False).strip()
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(os.path.join(REPO, "src")):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for n in sorted(filenames):
+            if n.endswith(".py"):
+                p = os.path.join(dirpath, n)
+                h.update(p.encode() + b"\0")
+                with open(p, "rb") as f:
+                    h.update(hashlib.sha256(f.read()).digest())
+    tree = f"src tree {h.hexdigest()[:10]}"
+    return head + (f" + uncommitted changes ({tree})" if dirty else f" ({tree})")
+
+
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
 
 
 def machine_info(b: Bench) -> list[tuple[str, str]]:
@@ -674,9 +705,10 @@ def machine_info(b: Bench) -> list[tuple[str, str]]:
         ("OS", f"{platform.system()} {platform.release()}"),
         ("work dir filesystem", fs or "?"),
         ("Python", f"{platform.python_version()} ({sys.executable})"),
-        ("canon", f"{canon_v} ({b.canon})"),
+        ("canon", f"{canon_v} ({b.canon}), source {canon_revision()}"),
         ("DVC", f"{b.dvc_version} ({b.dvc})"),
         ("git", git_v),
+        ("load average at start", loadavg()),
     ]
 
 
@@ -831,6 +863,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: {exc}", file=sys.stderr, flush=True)
     finally:
         elapsed = time.perf_counter() - t0
+        info.append(("load average at end", loadavg()))
+        rev = canon_revision()
+        if rev not in dict(info)["canon"]:
+            b.notes.append(f"canon's source changed during this run (now {rev}): "
+                           "rows measured before and after the change are not comparable")
         report = render(b, info, elapsed)
         os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
