@@ -176,7 +176,11 @@ def bench_many(work: Path, runs: int, files: int, store: bool) -> None:
     row("no change, whole `python -c` process", whole, "stat_all.py process", script)
 
     def mutate() -> None:
-        sh(sys.executable, str(WORKLOADS / "mutate_files.py"), "--out", str(root), "--n", "10")
+        subprocess.run(
+            [sys.executable, str(WORKLOADS / "mutate_files.py"), "--out", str(root), "--n", "10"],
+            check=True,
+            capture_output=True,
+        )
 
     row("after 10 files changed", timed(lambda: observe(root, db), runs, mutate))
 

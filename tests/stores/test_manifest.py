@@ -150,3 +150,11 @@ def test_build_parse_round_trip_property(files: dict[str, tuple[int, int, str]])
         assert "both a file and a directory" in exc.message
         return
     assert Manifest.parse(m.to_bytes()) == m
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.text(alphabet="ab./\n\r\x00é\udcff", max_size=7), max_size=6))
+def test_fast_whole_list_check_agrees_with_per_path_check(paths: list[str]) -> None:
+    from canon.stores.manifest import _all_plain, path_problem
+
+    assert _all_plain(paths) == all(path_problem(p) is None for p in paths)

@@ -423,3 +423,35 @@ def test_sigkill_mid_copy_leaves_no_visible_object(store: ObjectStore, tmp_path:
     d = Digest(done.stdout.strip())
     assert visible_objects(store) == [store.path_of(d)]
     assert store.verify(d)
+
+
+def test_reflinked_copies_are_read_back_and_verified(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ext4 has no reflinks; pretend it does, to check the clone is what gets hashed."""
+
+    def fake_reflink(src_fd: int, dst_fd: int) -> bool:
+        os.copy_file_range(src_fd, dst_fd, os.fstat(src_fd).st_size)
+        return True
+
+    monkeypatch.setattr(objects_mod, "_reflink", fake_reflink)
+    make_tree(tmp_path / "ws" / "data")
+    manifest = snapshot(tmp_path / "ws", "data")
+    d = store.add_tree(tmp_path / "ws" / "data", manifest)
+    store.restore(d, tmp_path / "out", is_dir=True)
+    assert read_tree(tmp_path / "out") == read_tree(tmp_path / "ws" / "data")
+    big = next(e.digest for e in manifest if e.path == "sub/deep/b.bin")
+
+    def lying_reflink(src_fd: int, dst_fd: int) -> bool:
+        os.write(dst_fd, b"not what was cloned")
+        return True
+
+    monkeypatch.setattr(objects_mod, "_reflink", lying_reflink)
+    with pytest.raises(IntegrityError, match=f"object {big} is corrupt"):
+        store.restore(big, tmp_path / "f", is_dir=False)
+    assert not (tmp_path / "f").exists()
+    src = tmp_path / "new"
+    src.write_bytes(b"fresh")
+    with pytest.raises(IntegrityError, match=r"hashes to sha256:[0-9a-f]+, not sha256:"):
+        store.add_file(src, hash_bytes(b"fresh"))
+    assert not store.has(hash_bytes(b"fresh"))

@@ -139,16 +139,25 @@ def test_garbage_rows_are_misses(tmp_path: Path) -> None:
     path = db_path(tmp_path)
     StatCache(path).close()
     db = sqlite3.connect(path)
-    db.execute("INSERT INTO stat_files_v1 VALUES ('a', 1, 1, ?, ?, 'not-a-digest')", (OLD, NOW))
-    db.execute("INSERT INTO stat_files_v1 VALUES ('b', 'x', 1, ?, ?, ?)", (OLD, NOW, D1))
+    db.execute("INSERT INTO stat_files_v2 VALUES ('a', 1, 1, ?, ?, 'not-a-digest')", (OLD, NOW))
+    db.execute("INSERT INTO stat_files_v2 VALUES ('b', 'x', 1, ?, ?, ?)", (OLD, NOW, b"1" * 32))
+    db.execute("INSERT INTO stat_files_v2 VALUES ('c', 1, 1, ?, ?, ?)", (OLD, NOW, b"short"))
+    db.execute("INSERT INTO stat_files_v2 VALUES ('d', 1, 1, ?, ?, ?)", (OLD, NOW, "x" * 32))
     db.execute("INSERT INTO stat_dirs_v1 VALUES ('d', 'fp', 'nope', 1, 1, ?)", (NOW,))
     db.commit()
     db.close()
     with StatCache(path) as cache:
         assert cache.file_digest("a", FileStat(1, 1, OLD)) is None
         assert cache.file_digest("b", FileStat(1, 1, OLD)) is None
+        assert cache.file_digest("c", FileStat(1, 1, OLD)) is None
+        assert cache.file_digest("d", FileStat(1, 1, OLD)) is None
         assert cache.dir_entry("d", "fp", OLD) is None
-        assert list(cache.files_under("")) == []
+        db = sqlite3.connect(path)
+        db.execute("INSERT INTO stat_files_v2 VALUES ('t/a', 1, 1, ?, ?, 'x')", (OLD, NOW))
+        db.execute("INSERT INTO stat_files_v2 VALUES ('t/b', 1, 1, ?, ?, ?)", (OLD, NOW, "y" * 32))
+        db.commit()
+        db.close()
+        assert cache.files_under("t") == {"t/a": (1, 1, OLD, None), "t/b": (1, 1, OLD, None)}
 
 
 def test_a_busy_database_is_skipped_not_waited_on_forever(tmp_path: Path) -> None:

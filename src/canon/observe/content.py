@@ -43,7 +43,7 @@ from canon.digest import Digest, hash_fd, run_on_cores
 from canon.errors import PathError, StateError
 from canon.stores.manifest import Manifest, ManifestEntry, normal_mode, path_problem
 from canon.stores.records import Content
-from canon.stores.statcache import FileStat, StatCache, trusted_digest
+from canon.stores.statcache import FileStat, StatCache, digest_of, same_inode
 
 __all__ = ["Content", "ContentReader", "digest_path"]
 
@@ -98,18 +98,18 @@ class ContentReader:
         self, relpath: str, *, want_manifest: bool
     ) -> tuple[Content, Manifest | None] | None:
         _check_relpath(relpath)
-        st = self._lstat_inside(relpath)
-        if st is None:
-            return None
         for _ in range(ATTEMPTS):
+            # The clock is read before the stat: see statcache's note on racy entries.
+            observed_ns = time.time_ns()
+            st = self._lstat_inside(relpath)
+            if st is None:
+                return None
             try:
                 if stat.S_ISREG(st.st_mode):
-                    return self._file(relpath, st), None
-                return self._tree(relpath, want_manifest)
+                    return self._file(relpath, st, observed_ns), None
+                return self._tree(relpath, want_manifest, observed_ns)
             except _Changed:
-                st = self._lstat_inside(relpath)
-                if st is None:
-                    return None
+                continue
         raise StateError(
             f"{relpath} kept changing while canon was reading it",
             hint="wait until whatever writes to it has finished, then run again",
@@ -136,8 +136,7 @@ class ContentReader:
 
     # -- one file -------------------------------------------------------------------
 
-    def _file(self, relpath: str, st: os.stat_result) -> Content:
-        hashed_ns = time.time_ns()
+    def _file(self, relpath: str, st: os.stat_result, hashed_ns: int) -> Content:
         key = FileStat(st.st_ino, st.st_size, st.st_mtime_ns)
         digest = self.cache.file_digest(relpath, key)
         if digest is None:
@@ -151,8 +150,9 @@ class ContentReader:
 
     # -- one directory --------------------------------------------------------------
 
-    def _tree(self, relpath: str, want_manifest: bool) -> tuple[Content, Manifest | None]:
-        hashed_ns = time.time_ns()  # before any stat: see statcache's note on racy entries
+    def _tree(
+        self, relpath: str, want_manifest: bool, hashed_ns: int
+    ) -> tuple[Content, Manifest | None]:
         walk = _walk(self.root / relpath, relpath)
         if not want_manifest:
             hit = self.cache.dir_entry(relpath, walk.fingerprint, walk.max_mtime_ns)
@@ -166,10 +166,14 @@ class ContentReader:
         return Content(manifest.digest, walk.size, walk.nfiles, True), manifest
 
     def _manifest(self, relpath: str, walk: _Walk, hashed_ns: int) -> Manifest:
+        # Flat lists and no per-file objects: this loop runs once per file of the tree.
         rows = self.cache.files_under(relpath)
+        pop = rows.pop
         top = relpath + "/"
         paths: list[str] = []
-        keys: list[FileStat] = []
+        inos: list[int] = []
+        sizes: list[int] = []
+        mtimes: list[int] = []
         modes: list[int] = []
         digests: list[Digest | None] = []
         is_reg = stat.S_ISREG
@@ -179,28 +183,40 @@ class ContentReader:
                 ino, size, mtime_ns, mode = ints[4 * i : 4 * i + 4]
                 if not is_reg(mode):
                     _refuse(top + rel + name, mode)
-                key = FileStat(ino, size, mtime_ns)
-                paths.append(rel + name)
-                keys.append(key)
+                path = rel + name
+                paths.append(path)
+                inos.append(ino)
+                sizes.append(size)
+                mtimes.append(mtime_ns)
                 modes.append(mode)
-                row = rows.pop(top + rel + name, None) if rows else None
-                digests.append(trusted_digest(row, key))
+                row = pop(top + path, None)
+                if (
+                    row is not None
+                    and row[3] is not None  # None: the entry is racy
+                    and row[1] == size
+                    and row[2] == mtime_ns
+                    and same_inode(row[0], ino)
+                ):
+                    digests.append(digest_of(row[3]))
+                else:
+                    digests.append(None)
         missing = [j for j, d in enumerate(digests) if d is None]
         if missing:
             abs_top = str(self.root / relpath) + "/"
             todo = [abs_top + paths[j] for j in missing]
-            found = run_on_cores(_hash_checked, todo, [keys[j].size for j in missing])
+            found = run_on_cores(_hash_checked, todo, [sizes[j] for j in missing])
             fresh: list[tuple[str, FileStat, Digest]] = []
             for j, res in zip(missing, found, strict=True):
-                if res is None or (res[1], res[2], res[3]) != keys[j]:
+                key = FileStat(inos[j], sizes[j], mtimes[j])
+                if res is None or (res[1], res[2], res[3]) != key:
                     raise _Changed
                 digests[j] = res[0]
-                fresh.append((top + paths[j], keys[j], res[0]))
+                fresh.append((top + paths[j], key, res[0]))
             self.cache.record_files(fresh, hashed_ns)
         self.cache.forget_files(rows)  # rows left over: files that are gone
         entries = [
-            ManifestEntry(p, k.size, normal_mode(m), d)
-            for p, k, m, d in zip(paths, keys, modes, digests, strict=True)
+            ManifestEntry(p, n, normal_mode(m), d)
+            for p, n, m, d in zip(paths, sizes, modes, digests, strict=True)
             if d is not None
         ]
         return Manifest.build(entries, where=relpath)

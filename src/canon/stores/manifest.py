@@ -92,10 +92,11 @@ class Manifest:
         workspace path) prefixes paths in error messages."""
         at = where.rstrip("/") + "/" if where else ""
         items = sorted(entries)
+        plain = _all_plain([e.path for e in items])
         out: list[ManifestEntry] = []
         prev: str | None = None
         for e in items:
-            problem = path_problem(e.path)
+            problem = None if plain else path_problem(e.path)
             if problem is not None:
                 raise PathError(
                     f"cannot record {at + e.path!r}: the file name {problem}",
@@ -195,6 +196,28 @@ def _parse_line(line: str, lineno: int) -> ManifestEntry:
     if problem is not None:
         raise StateError(f"manifest line {lineno}: path {path[:200]!r} {problem}")
     return ManifestEntry(path, int(size_s), mode, Digest(PREFIX + hex_s))
+
+
+_BAD_IN_LIST = ("\n\n", "\n/", "//", "/\n", "\n./", "/./", "/.\n", "\n../", "/../", "/..\n")
+
+
+def _all_plain(paths: list[str]) -> bool:
+    """``path_problem(p) is None`` for every path, checked with a few C-speed scans
+    of all paths joined (a 50,000-file tree costs ~5 ms instead of ~60 ms);
+    ``False`` means "check each path" (to name the bad one)."""
+    if not paths:
+        return True
+    blob = "\n".join(paths)
+    if blob.count("\n") != len(paths) - 1 or "\x00" in blob or "\r" in blob:
+        return False
+    wrapped = "\n" + blob + "\n"  # every path now sits between two newlines
+    if any(bad in wrapped for bad in _BAD_IN_LIST) or "\n.\n" in wrapped or "\n..\n" in wrapped:
+        return False
+    try:
+        blob.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _file_dir_conflict(entries: Iterable[ManifestEntry]) -> str | None:

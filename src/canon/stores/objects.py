@@ -1,33 +1,29 @@
 """The content-addressed object store in ``.canon/cache``.
 
-Layout: ``sha256/ab/cdef…`` holds the object whose digest is ``sha256:abcdef…``
-(first two hex digits as a fan-out directory, the other 62 as the file name);
+Layout: ``sha256/ab/cdef…`` holds the object whose digest is ``sha256:abcdef…``;
 ``tmp/`` holds objects being written. A directory is stored as its files'
-objects plus its manifest (``canon.stores.manifest``), itself an object.
-Objects are read-only (``0o444``).
+objects plus its manifest (``canon.stores.manifest``), an object too, stored
+last. Objects are read-only (``0o444``).
 
 Invariant (RELIABILITY.md 1): no object is visible under its final name unless
 its bytes hash to it. Every write goes to a fresh temp file in ``tmp/``, is
 hashed *as it is written* (the bytes hashed are the bytes stored), checked,
-made durable and only then renamed into place. A crash at any point leaves at
-worst a temp file (``prune_temp`` removes old ones); a rerun redoes the work.
-Many writers of the same object are safe: each writes its own temp file and
-``rename`` atomically replaces identical bytes with identical bytes.
+made durable and only then renamed into place. A crash leaves at worst a temp
+file (``prune_temp``); a rerun redoes the work. Concurrent writers of one object
+are safe: each has its own temp file, and ``rename`` swaps identical bytes.
 
 Durability of a tree without 50,000 fsyncs: ``add_tree`` writes every temp file,
-then calls ``syncfs(2)`` on the cache's filesystem once (``os.sync()`` where
-that is missing) — one flush instead of one journal commit per file — then
-renames them all, syncs again so the renames are durable, and only then writes
-the manifest with its own fsync. A manifest is therefore never visible before
-every object it names. (The cost: ``syncfs`` also flushes other processes'
-dirty data on that filesystem.)
+calls ``syncfs(2)`` once for the cache's filesystem (``os.sync()`` where it is
+missing), renames them all, syncs again, and only then writes the manifest
+(fsynced). A manifest is never visible before the objects it names. The cost:
+``syncfs`` also flushes other processes' dirty data on that filesystem.
 
-Reads verify: ``read_verified``, ``verify`` and ``restore`` re-hash every byte and
-raise ``IntegrityError`` naming the digest on mismatch. ``restore`` builds the
-file or directory in a temp sibling of its destination and swaps it in with one
-``rename`` (``renameat2(RENAME_EXCHANGE)`` when replacing a directory), so the
-destination is the old content or the complete, verified new content, never a
-mix. Copies use reflinks (``FICLONE``) where the filesystem has them.
+Reads verify: ``read_verified``, ``verify`` and ``restore`` re-hash every byte
+(``IntegrityError`` naming the digest). ``restore`` builds the file or tree in a
+temp sibling of its destination and swaps it in with one rename
+(``renameat2(RENAME_EXCHANGE)`` over a directory): the destination is the old
+content or the complete, verified new one. Copies use reflinks (``FICLONE``)
+where the filesystem has them.
 """
 
 from __future__ import annotations
@@ -42,7 +38,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from canon import failpoints
@@ -51,6 +47,7 @@ from canon.digest import (
     Digest,
     hash_bytes,
     hash_fd,
+    hash_file,
     hex_of,
     is_digest,
     parse_digest,
@@ -58,18 +55,18 @@ from canon.digest import (
     run_on_cores,
 )
 from canon.errors import IntegrityError, PathError, StateError
+from canon.stores.atomic import fsync_dir
 from canon.stores.manifest import MODE_FILE, Manifest
 
 OBJECT_MODE = 0o444
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
-_RENAME_EXCHANGE = 2
+_RENAME_EXCHANGE = 2  # linux/fs.h, for renameat2
 _AT_FDCWD = -100
 # O_NONBLOCK: opening a FIFO put where a file was expected must not hang (no effect on files).
-_READ = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
-_READ_NOFOLLOW = _READ | os.O_NOFOLLOW
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-_REPAIR_HINT = "delete it (or run `canon cache verify`) and fetch it again from a remote"
+_READ = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
+# O_RDWR, not O_WRONLY: after a reflink the clone is read back to be verified.
+_CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_CHANGED_HINT = "run again once nothing is writing to it"
 
 
 class ObjectStore:
@@ -79,41 +76,34 @@ class ObjectStore:
         self.root = root
         self.objects = root / "sha256"
         self.tmp = root / "tmp"
-
-    # -- lookup ---------------------------------------------------------------------
+        self._prefix = str(self.objects) + "/"  # strings, not Paths: has() runs 10^5 times
 
     def path_of(self, d: Digest) -> Path:
         """Where object ``d`` lives (``StateError`` if ``d`` is not a digest)."""
+        return Path(self._path(d))
+
+    def _path(self, d: Digest) -> str:
         h = hex_of(parse_digest(d))
-        return self.objects / h[:2] / h[2:]
+        return f"{self._prefix}{h[:2]}/{h[2:]}"
 
     def has(self, d: Digest) -> bool:
         """True if object ``d`` is present (not re-hashed: see ``verify``); False for
         anything that is not a digest."""
-        if not is_digest(d):
-            return False
         try:
-            return stat.S_ISREG(os.stat(self.path_of(d)).st_mode)
+            return is_digest(d) and stat.S_ISREG(os.stat(self._path(d)).st_mode)
         except OSError:
             return False
-
-    # -- adding ---------------------------------------------------------------------
 
     def add_bytes(self, data: bytes) -> Digest:
         """Store ``data``; its digest."""
         d = hash_bytes(data)
-        if self.has(d):
-            return d
-        fd, tmp = self._temp()
-        try:
-            _write_all(fd, memoryview(data))
-            os.fsync(fd)
-            os.fchmod(fd, OBJECT_MODE)
-        except BaseException:
-            _discard(fd, tmp)
-            raise
-        os.close(fd)
-        self._publish(tmp, d)
+        if not self.has(d):
+
+            def fill(fd: int) -> Digest:
+                _write_all(fd, memoryview(data))
+                return d
+
+            self._publish(self._stage(fill)[0], d)
         return d
 
     def add_file(self, src: Path, expected: Digest | None = None) -> Digest:
@@ -122,20 +112,12 @@ class ObjectStore:
         since it was observed). Skips the copy if ``expected`` is already here."""
         if expected is not None and self.has(expected):
             return parse_digest(expected)
-        fd, tmp = self._temp()
-        try:
-            d, _ = _copy_hashing(_open_source(src), fd)
-            os.fsync(fd)
-            os.fchmod(fd, OBJECT_MODE)
-        except BaseException:
-            _discard(fd, tmp)
-            raise
-        os.close(fd)
+        tmp, d = self._stage(lambda fd: _copy_hashing(_open_source(src), fd))
         if expected is not None and d != expected:
             _unlink(tmp)
             raise IntegrityError(
                 f"{src} hashes to {d}, not {expected}: it changed after canon looked at it",
-                hint="run again once nothing is writing to it",
+                hint=_CHANGED_HINT,
             )
         if self.has(d):
             _unlink(tmp)
@@ -149,47 +131,49 @@ class ObjectStore:
         checked against the manifest as it is copied (``IntegrityError`` naming
         the path if it changed since the manifest was made)."""
         todo: dict[Digest, tuple[str, int]] = {}
+        base = str(src_dir) + "/"
         for e in manifest:
             if e.digest not in todo and not self.has(e.digest):
-                todo[e.digest] = (str(src_dir / e.path), e.size)
+                todo[e.digest] = (base + e.path, e.size)
         if todo:
             self.tmp.mkdir(parents=True, exist_ok=True)
             jobs = [(src, str(self.tmp), d) for d, (src, _) in todo.items()]
             results = run_on_cores(_store_chunk, jobs, [size for _, size in todo.values()])
             temps = [(r[1], d) for (_, _, d), r in zip(jobs, results, strict=True) if r[0] == "ok"]
+            chunk_dirs = {os.path.dirname(t) for t, _ in temps}
             bad = [(src, r) for (src, _, _), r in zip(jobs, results, strict=True) if r[0] != "ok"]
             if bad:
                 for tmp, _ in temps:
                     _unlink(tmp)
+                _rmdirs(chunk_dirs)
                 raise _store_error(bad[0][0], bad[0][1], len(bad))
             _syncfs(self.tmp)  # every temp file's bytes durable, with one flush
             failpoints.hit("objects.tree_before_rename")
-            made: set[Path] = set()
+            made: set[str] = set()
             for tmp, d in temps:
-                final = self.path_of(Digest(d))
-                if final.parent not in made:
-                    final.parent.mkdir(parents=True, exist_ok=True)
-                    made.add(final.parent)
+                final = self._path(Digest(d))
+                shard = final[: final.rfind("/")]
+                if shard not in made:
+                    os.makedirs(shard, exist_ok=True)
+                    made.add(shard)
                 os.replace(tmp, final)
             _syncfs(self.objects)  # the renames durable before the manifest names them
+            _rmdirs(chunk_dirs)
         failpoints.hit("objects.tree_before_manifest")
         return self.add_bytes(manifest.to_bytes())
-
-    # -- reading --------------------------------------------------------------------
 
     def read_verified(self, d: Digest) -> bytes:
         """The bytes of object ``d``, re-hashed (``IntegrityError`` if they are not ``d``;
         ``StateError`` if the object is missing)."""
-        path = self.path_of(d)
         try:
-            data = path.read_bytes()
+            data = self.path_of(d).read_bytes()
         except FileNotFoundError as exc:
-            raise _missing(d) from exc
+            raise _object_error(d, "missing") from exc
         except OSError as exc:
-            raise StateError(f"cannot read object {d}: {exc.strerror}") from exc
+            raise _object_error(d, f"cannot read it: {exc.strerror}") from exc
         actual = hash_bytes(data)
         if actual != d:
-            raise _corrupt(d, actual)
+            raise _object_error(d, f"corrupt:{actual}")
         return data
 
     def manifest(self, d: Digest) -> Manifest:
@@ -198,20 +182,10 @@ class ObjectStore:
 
     def verify(self, d: Digest) -> bool:
         """True if object ``d`` is present and its bytes hash to ``d``."""
-        if not is_digest(d):
-            return False
         try:
-            fd = os.open(self.path_of(d), _READ_NOFOLLOW)
+            return is_digest(d) and hash_file(self._path(d)) == d
         except OSError:
             return False
-        try:
-            return hash_fd(fd)[0] == d
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
-
-    # -- restoring ------------------------------------------------------------------
 
     def restore(self, d: Digest, dest: Path, *, is_dir: bool, mode: int = MODE_FILE) -> None:
         """Materialise object ``d`` at ``dest``: a file (with ``mode``) or, if
@@ -225,8 +199,8 @@ class ObjectStore:
             manifest = self.manifest(d)
             tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=dest.parent))
             try:
-                self._fill(tmp, manifest)
-                _syncfs(tmp)
+                self._fill(str(tmp), manifest)
+                _syncfs(tmp)  # one flush for the whole tree, before it becomes visible
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
@@ -234,7 +208,7 @@ class ObjectStore:
             fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dest.parent)
             tmp = Path(name)
             try:
-                problem = _copy_object(str(self.path_of(d)), fd, d)
+                problem = _copy_object(self._path(d), fd, d)
                 if problem is not None:
                     raise _object_error(d, problem)
                 os.fchmod(fd, mode)
@@ -246,37 +220,41 @@ class ObjectStore:
         failpoints.hit("objects.restore_before_swap")
         _swap_in(tmp, dest)
 
-    def _fill(self, top: Path, manifest: Manifest) -> None:
-        dirs = {str(top / e.path).rsplit("/", 1)[0] for e in manifest}
-        for sub in sorted(dirs):
+    def _fill(self, top: str, manifest: Manifest) -> None:
+        for sub in sorted({f"{top}/{e.path}".rsplit("/", 1)[0] for e in manifest}):
             os.makedirs(sub, exist_ok=True)
-        jobs = [
-            (str(self.path_of(e.digest)), f"{top}/{e.path}", e.digest, e.mode) for e in manifest
-        ]
+        jobs = [(self._path(e.digest), f"{top}/{e.path}", e.digest, e.mode) for e in manifest]
         results = run_on_cores(_restore_chunk, jobs, [e.size for e in manifest])
         for (_, _, d, _), problem in zip(jobs, results, strict=True):
             if problem is not None:
                 raise _object_error(Digest(d), problem)
 
-    # -- housekeeping ---------------------------------------------------------------
-
     def prune_temp(self, older_than_s: float = 24 * 3600) -> int:
-        """Remove temp files left by crashed writers; how many were removed."""
+        """Remove temp files and chunk directories left by crashed writers (older
+        than ``older_than_s``); how many entries were removed."""
         n = 0
         cutoff = time.time() - older_than_s
         with contextlib.suppress(FileNotFoundError), os.scandir(self.tmp) as it:
             for e in it:
                 with contextlib.suppress(OSError):
                     if e.stat(follow_symlinks=False).st_mtime < cutoff:
-                        os.unlink(e.path)
+                        _remove(Path(e.path))
                         n += 1
         return n
 
-    # -- internals ------------------------------------------------------------------
-
-    def _temp(self) -> tuple[int, str]:
+    def _stage(self, fill: Callable[[int], Digest]) -> tuple[str, Digest]:
+        """A durable, read-only temp file written by ``fill(fd)``, and its digest."""
         self.tmp.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkstemp(prefix="obj-", suffix=".tmp", dir=self.tmp)
+        fd, tmp = tempfile.mkstemp(prefix="obj-", suffix=".tmp", dir=self.tmp)
+        try:
+            d = fill(fd)
+            os.fsync(fd)
+            os.fchmod(fd, OBJECT_MODE)
+        except BaseException:
+            _discard(fd, tmp)
+            raise
+        os.close(fd)
+        return tmp, d
 
     def _publish(self, tmp: str, d: Digest) -> None:
         """Rename a complete, fsynced, checked temp file to object ``d``."""
@@ -288,39 +266,42 @@ class ObjectStore:
         except BaseException:
             _unlink(tmp)
             raise
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
 
 
 # -- worker functions (run in worker processes: module level, plain data) --------------
 
 
 def _store_chunk(jobs: Sequence[tuple[str, str, str]]) -> list[tuple[str, str]]:
-    """Copy each ``(src, tmp_dir, digest)`` to a new temp file while hashing it;
-    ``("ok", temp_path)``, or ``(problem, detail)`` with the temp removed."""
+    """Copy each ``(src, tmp_root, digest)`` to a new temp file while hashing it;
+    ``("ok", temp_path)``, or ``(problem, detail)`` with the temp removed.
+
+    Temp files go to a directory of this chunk's own: two processes creating
+    files in one directory contend on its lock (measured 10 s instead of 1.3 s
+    for 50,000 files on ext4)."""
     out: list[tuple[str, str]] = []
-    for src, tmp_dir, want in jobs:
+    chunk_dir: str | None = None
+    for src, tmp_root, want in jobs:
+        fd, tmp = -1, ""
         try:
-            fd, tmp = tempfile.mkstemp(prefix="obj-", suffix=".tmp", dir=tmp_dir)
-        except OSError as exc:
-            out.append(("error", f"cannot write to the cache: {exc.strerror}"))
-            continue
-        try:
-            got, _ = _copy_hashing(_open_source(Path(src)), fd)
+            chunk_dir = chunk_dir or tempfile.mkdtemp(prefix="chunk-", dir=tmp_root)
+            fd, tmp = tempfile.mkstemp(prefix="obj-", suffix=".tmp", dir=chunk_dir)
+            got = _copy_hashing(_open_source(Path(src)), fd)
             os.fchmod(fd, OBJECT_MODE)
-        except PathError as exc:
-            _discard(fd, tmp)
-            out.append(("error", exc.message))
+            os.close(fd)
+        except (PathError, OSError) as exc:
+            if fd >= 0:
+                _discard(fd, tmp)
+            why = exc.message if isinstance(exc, PathError) else f"{src}: {exc.strerror}"
+            out.append(("error", why))
             continue
-        except OSError as exc:
-            _discard(fd, tmp)
-            out.append(("error", f"{src}: {exc.strerror}"))
-            continue
-        os.close(fd)
         if got != want:
             _unlink(tmp)
             out.append(("changed", got))
         else:
             out.append(("ok", tmp))
+    if chunk_dir is not None and not any(r[0] == "ok" for r in out):
+        _rmdirs({chunk_dir})
     return out
 
 
@@ -364,26 +345,20 @@ def _reflink(src_fd: int, dst_fd: int) -> bool:
     return True
 
 
-def _copy_hashing(src_fd: int, dst_fd: int) -> tuple[Digest, int]:
-    """Copy ``src_fd`` (closed afterwards) into ``dst_fd``; digest of the bytes
-    now in ``dst_fd`` and their length. With a reflink the clone is re-read and
-    hashed, so the digest is always of what was stored."""
+def _copy_hashing(src_fd: int, dst_fd: int) -> Digest:
+    """Copy ``src_fd`` (closed afterwards) into ``dst_fd``; the digest of the bytes
+    now in ``dst_fd``. A reflinked clone is read back and hashed, so the digest is
+    always of what was stored, never of what was meant to be."""
     try:
         if _reflink(src_fd, dst_fd):
             os.lseek(dst_fd, 0, os.SEEK_SET)
-            d, n = hash_fd(dst_fd)
-            return d, n
+            return hash_fd(dst_fd)[0]
         h = hashlib.sha256()
         buf, view = read_buffer()
-        total = 0
-        while True:
-            n = os.readv(src_fd, [buf])
-            if not n:
-                break
+        while n := os.readv(src_fd, [buf]):
             h.update(view[:n])
             _write_all(dst_fd, view[:n])
-            total += n
-        return Digest(PREFIX + h.hexdigest()), total
+        return Digest(PREFIX + h.hexdigest())
     finally:
         os.close(src_fd)
 
@@ -392,19 +367,19 @@ def _copy_object(obj: str, dst_fd: int, want: str) -> str | None:
     """Copy object file ``obj`` into ``dst_fd``, verifying it is ``want``; a problem
     ("missing", "corrupt:<actual>", an OS error) or ``None``."""
     try:
-        src_fd = os.open(obj, _READ_NOFOLLOW)
+        src_fd = os.open(obj, _READ)
     except FileNotFoundError:
         return "missing"
     except OSError as exc:
         return f"cannot read it: {exc.strerror}"
-    got, _ = _copy_hashing(src_fd, dst_fd)
+    got = _copy_hashing(src_fd, dst_fd)
     return None if got == want else f"corrupt:{got}"
 
 
 def _open_source(src: Path) -> int:
     """An fd on the regular file ``src``, refusing symlinks and special files."""
     try:
-        fd = os.open(src, _READ_NOFOLLOW)
+        fd = os.open(src, _READ)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise PathError(f"{src} is a symbolic link; canon does not store links") from exc
@@ -417,21 +392,13 @@ def _open_source(src: Path) -> int:
 
 def _write_all(fd: int, view: memoryview) -> None:
     while view:
-        n = os.write(fd, view)
-        view = view[n:]
+        view = view[os.write(fd, view) :]
 
 
 # -- filesystem primitives -------------------------------------------------------------
 
 
-def _load_libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
-_libc = _load_libc()
+_libc = ctypes.CDLL(None, use_errno=True)  # syncfs, renameat2: not in the os module
 
 
 def _syncfs(path: Path) -> None:
@@ -445,21 +412,12 @@ def _syncfs(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swap ``a`` and ``b`` (Linux renameat2); False if unsupported."""
     fn = getattr(_libc, "renameat2", None)
     if fn is None:
         return False
-    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    if rc == 0:
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
     err = ctypes.get_errno()
     if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
@@ -475,20 +433,15 @@ def _swap_in(tmp: Path, dest: Path) -> None:
         old = None
     try:
         if old is None or (not stat.S_ISDIR(old.st_mode) and not tmp.is_dir()):
-            os.replace(tmp, dest)  # atomic for file over file (or nothing)
-            _fsync_dir(dest.parent)
-            return
-        if _exchange(tmp, dest):  # tmp now holds the old content
-            _fsync_dir(dest.parent)
+            os.replace(tmp, dest)  # atomic for file over file (or over nothing)
+        elif _exchange(tmp, dest):  # tmp now holds the old content
             _remove(tmp)
-            return
-        # No renameat2 (old kernel, not glibc): move the old aside first. dest is
-        # briefly absent, never mixed.
-        trash = dest.with_name(f".{dest.name}.canon-old-{os.getpid()}-{time.monotonic_ns()}")
-        os.rename(dest, trash)
-        os.rename(tmp, dest)
-        _fsync_dir(dest.parent)
-        _remove(trash)
+        else:  # no renameat2: move the old aside first; dest is briefly absent, never mixed
+            trash = dest.with_name(f".{dest.name}.canon-old-{os.getpid()}-{time.monotonic_ns()}")
+            os.rename(dest, trash)
+            os.rename(tmp, dest)
+            _remove(trash)
+        fsync_dir(dest.parent)
     except BaseException:
         _remove(tmp)
         raise
@@ -500,6 +453,12 @@ def _remove(path: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink()
+
+
+def _rmdirs(paths: set[str]) -> None:
+    for p in paths:
+        with contextlib.suppress(OSError):
+            os.rmdir(p)
 
 
 def _unlink(path: str) -> None:
@@ -516,19 +475,14 @@ def _discard(fd: int, path: str) -> None:
 # -- errors ---------------------------------------------------------------------------
 
 
-def _missing(d: Digest) -> StateError:
-    return StateError(f"object {d} is not in the cache", hint="pull it from a remote")
-
-
-def _corrupt(d: Digest, actual: Digest) -> IntegrityError:
-    return IntegrityError(f"object {d} is corrupt: its bytes hash to {actual}", hint=_REPAIR_HINT)
-
-
 def _object_error(d: Digest, problem: str) -> StateError:
     if problem == "missing":
-        return _missing(d)
+        return StateError(f"object {d} is not in the cache", hint="pull it from a remote")
     if problem.startswith("corrupt:"):
-        return _corrupt(d, Digest(problem[len("corrupt:") :]))
+        return IntegrityError(
+            f"object {d} is corrupt: its bytes hash to {problem[len('corrupt:') :]}",
+            hint="delete it (or run `canon cache verify`) and fetch it again from a remote",
+        )
     return StateError(f"object {d}: {problem}")
 
 
@@ -536,7 +490,6 @@ def _store_error(src: str, result: tuple[str, str], count: int) -> StateError | 
     more = f" (and {count - 1} more)" if count > 1 else ""
     if result[0] == "changed":
         return IntegrityError(
-            f"{src} changed after canon looked at it (now {result[1]}){more}",
-            hint="run again once nothing is writing to it",
+            f"{src} changed after canon looked at it (now {result[1]}){more}", hint=_CHANGED_HINT
         )
     return PathError(f"cannot store {src}: {result[1]}{more}")

@@ -3,7 +3,9 @@
 ``.canon/state.db`` (SQLite, WAL, ``synchronous=NORMAL``) remembers, per
 workspace path,
 
-- files: ``path -> (inode, size, mtime_ns, hashed_ns, digest)``,
+- files: ``path -> (inode, size, mtime_ns, hashed_ns, sha256)``, the sha256 as a
+  32-byte BLOB (so a digest read back is well-formed by construction, with no
+  per-row validation on the 50,000-row path),
 - directories: ``path -> (fingerprint, digest, nfiles, size, hashed_ns)``, where
   the fingerprint is a hash of every file's ``(path, inode, size, mtime_ns,
   mode)`` (see ``canon.observe.content``),
@@ -41,16 +43,16 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from canon.digest import Digest, is_digest
+from canon.digest import PREFIX, Digest, hex_of, is_digest
 
 RACY_WINDOW_NS = 50_000_000  # 50 ms: above every local filesystem's timestamp tick
 
-_FILES = "stat_files_v1"
+_FILES = "stat_files_v2"
 _DIRS = "stat_dirs_v1"
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {_FILES} (
     path TEXT PRIMARY KEY, inode INTEGER NOT NULL, size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL, hashed_ns INTEGER NOT NULL, digest TEXT NOT NULL
+    mtime_ns INTEGER NOT NULL, hashed_ns INTEGER NOT NULL, sha256 BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS {_DIRS} (
     path TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, digest TEXT NOT NULL,
@@ -75,12 +77,15 @@ class FileStat(NamedTuple):
     mtime_ns: int
 
 
+CachedStat = tuple[int, int, int, bytes | None]  # inode (as stored), size, mtime_ns, sha256
+
+
 class CachedFile(NamedTuple):
     inode: int
     size: int
     mtime_ns: int
     hashed_ns: int
-    digest: str
+    sha256: bytes
 
 
 class CachedDir(NamedTuple):
@@ -101,6 +106,11 @@ def _i64(n: int) -> int:
     return n - (1 << 64) if n >= (1 << 63) else n
 
 
+def same_inode(stored: int, inode: int) -> bool:
+    """True if ``stored`` (from ``files_under``) is ``inode``."""
+    return stored == inode or stored == _i64(inode)
+
+
 def trusted_digest(row: CachedFile | None, st: FileStat) -> Digest | None:
     """The cached digest if ``row`` describes this very file and is not racy."""
     if (
@@ -109,10 +119,18 @@ def trusted_digest(row: CachedFile | None, st: FileStat) -> Digest | None:
         or row.size != st.size
         or row.mtime_ns != st.mtime_ns
         or is_racy(row.mtime_ns, row.hashed_ns)
-        or not is_digest(row.digest)
     ):
         return None
-    return Digest(row.digest)
+    return digest_of(row.sha256)
+
+
+def digest_of(sha256: bytes) -> Digest:
+    """The ``Digest`` of a raw 32-byte sha256 from ``files_under``."""
+    return Digest(PREFIX + sha256.hex())
+
+
+def _raw(d: Digest) -> bytes:
+    return bytes.fromhex(hex_of(d))
 
 
 class StatCache:
@@ -122,7 +140,7 @@ class StatCache:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._lock = threading.RLock()
-        self._files: list[tuple[str, int, int, int, int, str]] = []
+        self._files: list[tuple[str, int, int, int, int, bytes]] = []
         self._dirs: list[tuple[str, str, str, int, int, int]] = []
         self._forget: list[tuple[str]] = []
         self.rebuilt = False  # True if a damaged database was thrown away
@@ -189,29 +207,29 @@ class StatCache:
 
         def op(db: sqlite3.Connection) -> CachedFile | None:
             row = db.execute(
-                f"SELECT inode, size, mtime_ns, hashed_ns, digest FROM {_FILES} WHERE path = ?",
+                f"SELECT inode, size, mtime_ns, hashed_ns, sha256 FROM {_FILES} WHERE path = ?",
                 (path,),
             ).fetchone()
             return _file_row(row)
 
         return trusted_digest(self._guard(op, None), st)
 
-    def files_under(self, prefix: str) -> dict[str, CachedFile]:
-        """Every cached file below directory ``prefix``, by workspace path (one query)."""
+    def files_under(self, prefix: str) -> dict[str, CachedStat]:
+        """Every cached file below directory ``prefix``, by workspace path, in one
+        query: ``(inode, size, mtime_ns, sha256)`` with ``sha256`` (raw bytes, see
+        ``digest_of``) ``None`` unless the entry may be trusted (not racy,
+        well-formed), so a caller only compares stats. ``inode`` is as stored
+        (see ``same_inode``)."""
         lo, hi = prefix + "/", prefix + "0"  # "0" sorts right after "/"
 
-        def op(db: sqlite3.Connection) -> dict[str, CachedFile]:
-            rows = db.execute(
-                f"SELECT path, inode, size, mtime_ns, hashed_ns, digest FROM {_FILES}"
-                " WHERE path >= ? AND path < ?",
-                (lo, hi),
+        def op(db: sqlite3.Connection) -> dict[str, CachedStat]:
+            rows: list[tuple[str, int, int, int, bytes | None]] = db.execute(
+                f"SELECT path, inode, size, mtime_ns, CASE WHEN mtime_ns < hashed_ns - ?"
+                f" AND typeof(sha256) = 'blob' AND length(sha256) = 32 THEN sha256 END"
+                f" FROM {_FILES} WHERE path >= ? AND path < ?",
+                (RACY_WINDOW_NS, lo, hi),
             ).fetchall()
-            out: dict[str, CachedFile] = {}
-            for r in rows:
-                row = _file_row(r[1:])
-                if row is not None and isinstance(r[0], str):
-                    out[r[0]] = row
-            return out
+            return {r[0]: r[1:] for r in rows}
 
         return self._guard(op, {})
 
@@ -219,11 +237,13 @@ class StatCache:
         """Remember ``digest`` for ``path`` as stat'ed by ``st`` at ``hashed_ns``
         (wall clock taken before the stat). Buffered until ``flush()``."""
         with self._lock:
-            self._files.append((path, _i64(st.inode), st.size, st.mtime_ns, hashed_ns, digest))
+            self._files.append(
+                (path, _i64(st.inode), st.size, st.mtime_ns, hashed_ns, _raw(digest))
+            )
 
     def record_files(self, files: Iterable[tuple[str, FileStat, Digest]], hashed_ns: int) -> None:
         """``record_file`` for many ``(path, stat, digest)`` at once."""
-        rows = [(p, _i64(st.inode), st.size, st.mtime_ns, hashed_ns, d) for p, st, d in files]
+        rows = [(p, _i64(st.inode), st.size, st.mtime_ns, hashed_ns, _raw(d)) for p, st, d in files]
         with self._lock:
             self._files.extend(rows)
 
@@ -308,16 +328,17 @@ class StatCache:
 def _file_row(row: tuple[object, ...] | None) -> CachedFile | None:
     if row is None or len(row) != 5:
         return None
-    inode, size, mtime_ns, hashed_ns, digest = row
+    inode, size, mtime_ns, hashed_ns, sha256 = row
     if not (
         isinstance(inode, int)
         and isinstance(size, int)
         and isinstance(mtime_ns, int)
         and isinstance(hashed_ns, int)
-        and isinstance(digest, str)
+        and isinstance(sha256, bytes)
+        and len(sha256) == 32
     ):
         return None
-    return CachedFile(inode, size, mtime_ns, hashed_ns, digest)
+    return CachedFile(inode, size, mtime_ns, hashed_ns, sha256)
 
 
 def _code(exc: sqlite3.Error) -> int:
