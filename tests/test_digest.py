@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -79,9 +80,10 @@ def test_hash_files_in_parallel_matches_serial(
         paths.append(str(p))
     paths.append(str(tmp_path / "missing"))
     serial = hash_files(paths)
-    monkeypatch.setattr(digest_mod, "PARALLEL_MIN_ITEMS", 1)
+    monkeypatch.setattr(digest_mod, "PARALLEL_MIN_WORK_NS", 0)
     monkeypatch.setattr(digest_mod, "cores", lambda: 2)
     assert hash_files(paths) == serial
+    assert os.getpid() not in run_on_cores(_pids, list(range(20)))  # the pool really ran
     assert serial[-1] is None
     assert serial[0] == hash_file(paths[0])
 
@@ -98,14 +100,14 @@ def test_run_on_cores_falls_back_when_the_pool_cannot_start(
         def __init__(self, *a: object, **k: object) -> None:
             raise OSError("no processes for you")
 
-    monkeypatch.setattr(digest_mod, "PARALLEL_MIN_ITEMS", 1)
+    monkeypatch.setattr(digest_mod, "PARALLEL_MIN_WORK_NS", 0)
     monkeypatch.setattr(digest_mod, "cores", lambda: 2)
     monkeypatch.setattr(digest_mod, "ProcessPoolExecutor", Broken)
     assert run_on_cores(_double, list(range(10))) == [2 * x for x in range(10)]
 
 
 def test_run_on_cores_keeps_order_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(digest_mod, "PARALLEL_MIN_ITEMS", 1)
+    monkeypatch.setattr(digest_mod, "PARALLEL_MIN_WORK_NS", 0)
     monkeypatch.setattr(digest_mod, "cores", lambda: 2)
     items = list(range(1000))
     assert run_on_cores(_double, items, [i % 7 for i in items]) == [2 * x for x in items]
@@ -115,3 +117,25 @@ def test_hash_file_refuses_a_fifo_without_hanging(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe")
     with pytest.raises(OSError, match="not a regular file"):
         hash_file(tmp_path / "pipe")
+
+
+def test_threaded_callers_get_a_pool_that_does_not_fork_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With other threads running, a plain fork could copy a held lock into the
+    child; the pool then starts from a fork server instead, and still works."""
+    paths = []
+    for i in range(20):
+        (tmp_path / f"f{i}").write_bytes(bytes([i]) * 3000)
+        paths.append(str(tmp_path / f"f{i}"))
+    monkeypatch.setattr(threading, "active_count", lambda: 3)
+    assert digest_mod._context().get_start_method() != "fork"
+    monkeypatch.setattr(digest_mod, "PARALLEL_MIN_WORK_NS", 0)
+    monkeypatch.setattr(digest_mod, "cores", lambda: 2)
+    assert hash_files(paths) == [hash_file(p) for p in paths]
+    assert os.getpid() not in run_on_cores(_pids, list(range(20)))  # the pool really ran
+
+
+def _pids(xs: object) -> list[int]:
+    assert isinstance(xs, list)
+    return [os.getpid() for _ in xs]

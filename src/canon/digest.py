@@ -40,9 +40,13 @@ ALGORITHM = "sha256"
 PREFIX = "sha256:"
 BUFFER_SIZE = 1 << 20  # 1 MiB: larger buffers measured no faster, smaller ones slower
 
-# Below these, a process pool costs more to start than it saves.
-PARALLEL_MIN_ITEMS = 512
-PARALLEL_MIN_BYTES = 64 << 20
+# When a process pool pays (measured on the bench VM): a pool of forked workers
+# costs ~20 ms to start, a fork-server pool ~80-230 ms; one small file costs
+# ~10 us to open, read and hash, a byte ~1 ns. The pool is used when the work
+# is estimated at several times its start-up cost.
+ITEM_COST_NS = 10_000
+BYTE_COST_NS = 1
+PARALLEL_MIN_WORK_NS = 80_000_000  # with fork; 8x that without
 
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _tls = threading.local()
@@ -195,15 +199,15 @@ def run_on_cores(
     an optimisation, never a new way to fail.
     """
     n = cores()
-    heavy = len(items) >= PARALLEL_MIN_ITEMS or (
-        weights is not None and sum(weights) >= PARALLEL_MIN_BYTES and len(items) > 1
-    )
-    if n < 2 or not heavy:
+    context = _context()
+    work = len(items) * ITEM_COST_NS + (sum(weights) * BYTE_COST_NS if weights else 0)
+    threshold = PARALLEL_MIN_WORK_NS * (1 if context.get_start_method() == "fork" else 8)
+    if n < 2 or len(items) < 2 or work < threshold:
         return fn(items)
     w = weights if weights is not None else [0] * len(items)
     parts = _chunks(items, w, n * 4)
     try:
-        with ProcessPoolExecutor(max_workers=n, mp_context=_context()) as pool:
+        with ProcessPoolExecutor(max_workers=n, mp_context=context) as pool:
             results = list(pool.map(fn, parts))
     except (BrokenProcessPool, OSError, RuntimeError):
         return fn(items)

@@ -201,7 +201,7 @@ def test_many_files_hash_in_parallel_like_serially(
     gen(tmp_path, {f"d/{i % 7}/f{i}": os.urandom(i * 37) for i in range(300)})
     with StatCache(None) as c:
         serial = digest_path(tmp_path, "d", c)
-    monkeypatch.setattr(digest_mod, "PARALLEL_MIN_ITEMS", 1)
+    monkeypatch.setattr(digest_mod, "PARALLEL_MIN_WORK_NS", 0)
     monkeypatch.setattr(digest_mod, "cores", lambda: 2)
     with StatCache(None) as c:
         assert digest_path(tmp_path, "d", c) == serial

@@ -148,7 +148,7 @@ def test_add_tree_in_parallel(
     files = {f"d{i % 5}/f{i}": os.urandom(i * 50) for i in range(200)}
     make_tree(tmp_path / "ws" / "data", files)
     manifest = snapshot(tmp_path / "ws", "data")
-    monkeypatch.setattr(digest_mod, "PARALLEL_MIN_ITEMS", 1)
+    monkeypatch.setattr(digest_mod, "PARALLEL_MIN_WORK_NS", 0)
     monkeypatch.setattr(digest_mod, "cores", lambda: 2)
     d = store.add_tree(tmp_path / "ws" / "data", manifest)
     store.restore(d, tmp_path / "out", is_dir=True)
