@@ -30,6 +30,7 @@ from canon.declare.project import (
     DepKind,
     EnvironmentSpec,
     Project,
+    RemoteSpec,
     StageSpec,
 )
 
@@ -72,6 +73,8 @@ def _to_doc(p: Project) -> dict[str, Any]:
         "params_file": p.params_file,
         "params": dict(p.params),
         "config_file": p.config_file,
+        "remotes": [[r.name, r.url, r.endpoint_url, r.region, r.jobs] for r in p.remotes.values()],
+        "remote": p.remote,
     }
 
 
@@ -103,6 +106,8 @@ def _from_doc(root: Path, doc: Mapping[str, Any]) -> Project:
         params_file=doc["params_file"],
         params=doc["params"],
         config_file=doc["config_file"],
+        remotes={r[0]: RemoteSpec(*r) for r in doc.get("remotes", ())},
+        remote=doc.get("remote"),
     )
 
 

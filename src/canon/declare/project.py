@@ -57,6 +57,17 @@ class EnvironmentSpec:
 
 
 @dataclass(frozen=True)
+class RemoteSpec:
+    """A declared remote, checked: no credentials in ``url`` or ``endpoint_url``."""
+
+    name: str
+    url: str  # a local directory (absolute, or relative to the root) or scheme://...
+    endpoint_url: str | None = None
+    region: str | None = None
+    jobs: int | None = None
+
+
+@dataclass(frozen=True)
 class Project:
     root: Path
     name: str
@@ -68,3 +79,5 @@ class Project:
     params_file: str
     params: Mapping[str, Any] = field(default_factory=dict)
     config_file: str = "canon.yaml"
+    remotes: Mapping[str, RemoteSpec] = field(default_factory=dict)
+    remote: str | None = None  # the remote this profile uses (profile remote:, default_remote)

@@ -47,6 +47,7 @@ from canon.declare.project import (
     Project,
     StageSpec,
 )
+from canon.declare.remotes import resolve_remotes
 from canon.declare.schema import ProjectFile, Stage
 from canon.declare.validation import Broken
 from canon.declare.yamlsource import YamlPath
@@ -110,6 +111,7 @@ def resolve_project(
     stages = {
         name: _Stage(name, stage, scope, problems).resolve() for name, stage in decl.stages.items()
     }
+    remotes, remote = resolve_remotes(decl, choice, problems)
     return Project(
         root=root,
         name=decl.project,
@@ -121,6 +123,8 @@ def resolve_project(
         params_file=params.file,
         params=dict(params.values or {}),
         config_file=config_file,
+        remotes=remotes,
+        remote=remote,
     )
 
 

@@ -89,6 +89,24 @@ class Stage(_Model):
     desc: str | None = None
 
 
+class Remote(_Model):
+    """Where objects live beyond this machine: a directory or an fsspec URL (S3 first).
+
+    Credentials never go here: they come from the environment or the standard
+    AWS configuration (``AWS_ACCESS_KEY_ID``, ``~/.aws/credentials``, a role)."""
+
+    url: NonEmptyStr = Field(
+        description="A directory (absolute, or relative to the project) or a URL: s3://bucket/prefix."
+    )
+    endpoint_url: NonEmptyStr | None = Field(
+        default=None, description="For S3-compatible stores (MinIO, moto…): http(s)://host:port."
+    )
+    region: NonEmptyStr | None = Field(default=None, description="The S3 region.")
+    jobs: Annotated[int, Field(ge=1, le=256)] | None = Field(
+        default=None, description="Transfers at once (default: 8; `-j` overrides)."
+    )
+
+
 class ProjectFile(_Model):
     """canon.yaml: the whole declared state of an ML project."""
 
@@ -103,6 +121,13 @@ class ProjectFile(_Model):
     profiles: dict[Name, dict[Name, Scalar]] = Field(
         default_factory=dict,
         description="Named sets of values injected as ${profile.x} (local paths vs s3 URLs…).",
+    )
+    remotes: dict[Name, Remote] = Field(
+        default_factory=dict,
+        description="Named remotes for push/pull/fetch; a profile picks one with remote: NAME.",
+    )
+    default_remote: Name | None = Field(
+        default=None, description="The remote used when neither -r nor the profile names one."
     )
     # Room for later capabilities. They are parsed as mappings now so that a
     # canon.yaml written for a newer canon still loads; later versions type them.
