@@ -12,6 +12,10 @@ codes; the core raises them and never prints.
     ├── StateError                   .canon/ or canon.lock is damaged
     │   └── IntegrityError           an object does not hash to its digest
     ├── StalePlanError               a saved plan no longer matches the workspace
+    ├── RemoteError                  a remote failed or refused a request (exit 4)
+    │   ├── RemoteUnavailableError   down, timing out or answering 5xx after bounded retries
+    │   ├── RemoteNotFoundError      no such remote declared / none chosen
+    │   └── RemoteMissingError       objects the lock needs are on neither the cache nor the remote
     ├── LockedError                  another canon process holds the repo lock (exit 3)
     ├── StageFailedError             a stage command failed (exit 1)
     └── InterruptedError_            the user interrupted (exit 130)
@@ -114,6 +118,24 @@ class IntegrityError(StateError):
 
 class StalePlanError(CanonError):
     code = "plan.stale"
+
+
+class RemoteError(CanonError):
+    code = "remote.failed"
+    exit_code = 4
+
+
+class RemoteUnavailableError(RemoteError):
+    code = "remote.unavailable"
+
+
+class RemoteNotFoundError(RemoteError):
+    code = "remote.unknown"
+    exit_code = 2
+
+
+class RemoteMissingError(RemoteError):
+    code = "remote.missing_objects"
 
 
 class LockedError(CanonError):
