@@ -25,6 +25,8 @@ from typing import Any
 
 from canon import __version__
 from canon.declare.project import (
+    ArtifactKind,
+    ArtifactSpec,
     DatasetSpec,
     Dep,
     DepKind,
@@ -73,6 +75,7 @@ def _to_doc(p: Project) -> dict[str, Any]:
         "params_file": p.params_file,
         "params": dict(p.params),
         "config_file": p.config_file,
+        "artifacts": [_artifact_doc(a) for a in p.artifacts.values()],
         "remotes": [[r.name, r.url, r.endpoint_url, r.region, r.jobs] for r in p.remotes.values()],
         "remote": p.remote,
     }
@@ -106,8 +109,44 @@ def _from_doc(root: Path, doc: Mapping[str, Any]) -> Project:
         params_file=doc["params_file"],
         params=doc["params"],
         config_file=doc["config_file"],
+        artifacts={a["name"]: _artifact_from_doc(a) for a in doc.get("artifacts", ())},
         remotes={r[0]: RemoteSpec(*r) for r in doc.get("remotes", ())},
         remote=doc.get("remote"),
+    )
+
+
+def _artifact_doc(a: ArtifactSpec) -> dict[str, Any]:
+    return {
+        "name": a.name,
+        "kind": a.kind.value,
+        "base_image": a.base_image,
+        "base": a.base,
+        "platform": a.platform,
+        "exclude": list(a.exclude),
+        "pythonpath": list(a.pythonpath),
+        "entrypoint": None if a.entrypoint is None else list(a.entrypoint),
+        "env": [list(e) for e in a.env],
+        "add": list(a.add),
+        "handler": a.handler,
+        "line": a.line,
+    }
+
+
+def _artifact_from_doc(a: Mapping[str, Any]) -> ArtifactSpec:
+    entrypoint = a["entrypoint"]
+    return ArtifactSpec(
+        name=a["name"],
+        kind=ArtifactKind(a["kind"]),
+        base_image=a["base_image"],
+        base=a["base"],
+        platform=a["platform"],
+        exclude=tuple(a["exclude"]),
+        pythonpath=tuple(a["pythonpath"]),
+        entrypoint=None if entrypoint is None else tuple(entrypoint),
+        env=tuple((k, v) for k, v in a["env"]),
+        add=tuple(a["add"]),
+        handler=a["handler"],
+        line=a["line"],
     )
 
 

@@ -67,6 +67,35 @@ class RemoteSpec:
     jobs: int | None = None
 
 
+class ArtifactKind(StrEnum):
+    BASE = "base"  # environment + the whole repo at the commit (+ an optional pinned base image)
+    MODEL = "model"  # a base image + one layer with the trained outputs
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """An image canon builds (``artifacts:``), checked and resolved.
+
+    ``base_image`` is a reference pinned by digest (``registry/repo@sha256:...``)
+    or None for scratch; it is only set for ``kind: base``. ``base`` is the
+    name of the base artifact a model image starts from. ``add`` are
+    workspace-relative paths (normalised, inside the workspace).
+    """
+
+    name: str
+    kind: ArtifactKind
+    base_image: str | None = None
+    base: str | None = None
+    platform: str = "linux/amd64"
+    exclude: tuple[str, ...] = ()
+    pythonpath: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    add: tuple[str, ...] = ()
+    handler: str | None = None  # "package.module:function"
+    line: int | None = None
+
+
 @dataclass(frozen=True)
 class Project:
     root: Path
@@ -79,5 +108,6 @@ class Project:
     params_file: str
     params: Mapping[str, Any] = field(default_factory=dict)
     config_file: str = "canon.yaml"
+    artifacts: Mapping[str, ArtifactSpec] = field(default_factory=dict)  # in declaration order
     remotes: Mapping[str, RemoteSpec] = field(default_factory=dict)
     remote: str | None = None  # the remote this profile uses (profile remote:, default_remote)

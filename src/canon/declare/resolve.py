@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from canon.declare.artifacts import resolve_artifacts
 from canon.declare.diagnostics import Problems, did_you_mean
 from canon.declare.interpolate import (
     InterpolationError,
@@ -123,6 +124,7 @@ def resolve_project(
         params_file=params.file,
         params=dict(params.values or {}),
         config_file=config_file,
+        artifacts=resolve_artifacts(decl, problems),
         remotes=remotes,
         remote=remote,
     )

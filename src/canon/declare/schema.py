@@ -10,7 +10,7 @@ YAML already gives typed scalars, so ``"0.1"`` is never silently a float.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -107,6 +107,54 @@ class Remote(_Model):
     )
 
 
+class Serve(_Model):
+    """How a model server calls the model image (issue 5 serves it over HTTP)."""
+
+    handler: NonEmptyStr = Field(
+        description='The function called with the parsed JSON request: "package.module:function".'
+    )
+
+
+class Artifact(_Model):
+    """An image canon builds: ``kind: base`` (environment + whole repo at the commit)
+    or ``kind: model`` (a base + one layer with the trained outputs)."""
+
+    kind: Literal["base", "model"] = Field(description="base or model.")
+    from_: NonEmptyStr | None = Field(
+        default=None,
+        alias="from",
+        description=(
+            "base: the image to start from, pinned by digest "
+            "(registry/repo@sha256:...), or scratch / omitted; model: the base artifact's name."
+        ),
+    )
+    platform: NonEmptyStr = Field(
+        default="linux/amd64", description="Target platform, linux/amd64 or linux/arm64."
+    )
+    include: Literal["repo"] = Field(
+        default="repo", description="What of the repo goes in (base): the whole repo at HEAD."
+    )
+    exclude: list[NonEmptyStr] = Field(
+        default_factory=list,
+        description="Extra glob patterns left out of the repo layer (secrets are always left out).",
+    )
+    pythonpath: list[NonEmptyStr] = Field(
+        default_factory=list,
+        description="Repo directories put on PYTHONPATH in the image, e.g. [src].",
+    )
+    entrypoint: list[NonEmptyStr] | None = Field(
+        default=None, description="The image's entrypoint (argv)."
+    )
+    env: dict[str, Scalar] = Field(
+        default_factory=dict, description="Environment variables set in the image."
+    )
+    add: list[NonEmptyStr] = Field(
+        default_factory=list,
+        description="model: workspace files (stage outputs) added in the model layer.",
+    )
+    serve: Serve | None = Field(default=None, description="model: how it is served.")
+
+
 class ProjectFile(_Model):
     """canon.yaml: the whole declared state of an ML project."""
 
@@ -129,9 +177,11 @@ class ProjectFile(_Model):
     default_remote: Name | None = Field(
         default=None, description="The remote used when neither -r nor the profile names one."
     )
+    artifacts: dict[Name, Artifact] = Field(
+        default_factory=dict, description="Images canon builds (kind: base / kind: model)."
+    )
     # Room for later capabilities. They are parsed as mappings now so that a
     # canon.yaml written for a newer canon still loads; later versions type them.
-    artifacts: dict[Name, dict[str, Any]] = Field(default_factory=dict)
     deployments: dict[Name, dict[str, Any]] = Field(default_factory=dict)
     policies: list[dict[str, Any]] = Field(default_factory=list)
 
