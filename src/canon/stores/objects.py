@@ -38,7 +38,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from canon import failpoints
@@ -124,6 +124,27 @@ class ObjectStore:
         else:
             self._publish(tmp, d)
         return d
+
+    def add_stream(self, chunks: Iterable[bytes]) -> tuple[Digest, int]:
+        """Store the bytes ``chunks`` yields (a download, a query result), hashed
+        as they are written: memory stays at one chunk. Its digest and size."""
+        size = 0
+
+        def fill(fd: int) -> Digest:
+            nonlocal size
+            h = hashlib.sha256()
+            for chunk in chunks:
+                h.update(chunk)
+                _write_all(fd, memoryview(chunk))
+                size += len(chunk)
+            return Digest(PREFIX + h.hexdigest())
+
+        tmp, d = self._stage(fill)
+        if self.has(d):
+            _unlink(tmp)
+        else:
+            self._publish(tmp, d)
+        return d, size
 
     def add_tree(self, src_dir: Path, manifest: Manifest) -> Digest:
         """Store every file of ``manifest`` (paths relative to ``src_dir``), in
