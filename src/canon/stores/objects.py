@@ -250,6 +250,75 @@ class ObjectStore:
             if problem is not None:
                 raise _object_error(Digest(d), problem)
 
+    def add_expected(
+        self, expected: Digest, fill: Callable[[Callable[[bytes], None]], None]
+    ) -> None:
+        """Store the bytes ``fill(write)`` writes (a download, streamed: one chunk in
+        memory) as object ``expected``. Hashed as written; ``IntegrityError`` and
+        nothing stored unless they hash to ``expected``."""
+        want = parse_digest(expected)
+
+        def stage(fd: int) -> Digest:
+            h = hashlib.sha256()
+
+            def write(chunk: bytes) -> None:
+                h.update(chunk)
+                _write_all(fd, memoryview(chunk))
+
+            fill(write)
+            return Digest(PREFIX + h.hexdigest())
+
+        tmp, d = self._stage(stage)
+        if d != want:
+            _unlink(tmp)
+            raise _object_error(want, f"corrupt:{d}")
+        if self.has(d):
+            _unlink(tmp)
+        else:
+            self._publish(tmp, d)
+
+    def add_verified_many(self, items: Sequence[tuple[Digest, bytes]]) -> list[Digest]:
+        """Store many small objects at once (a pack's worth), each only if its bytes
+        hash to its digest; the digests that did not (nothing stored for them).
+
+        Durability as in ``add_tree``: temp files, one ``syncfs``, renames, one
+        ``syncfs`` — not one fsync per object."""
+        bad: list[Digest] = []
+        todo: list[tuple[Digest, bytes]] = []
+        for d, data in items:
+            if hash_bytes(data) != d:
+                bad.append(d)
+            elif not self.has(d):
+                todo.append((d, data))
+        if not todo:
+            return bad
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        chunk_dir = tempfile.mkdtemp(prefix="chunk-", dir=self.tmp)
+        temps: list[tuple[str, Digest]] = []
+        try:
+            for i, (d, data) in enumerate(todo):
+                tmp = f"{chunk_dir}/{i}"
+                fd = os.open(tmp, _CREATE, OBJECT_MODE)
+                try:
+                    _write_all(fd, memoryview(data))
+                finally:
+                    os.close(fd)
+                temps.append((tmp, d))
+            _syncfs(self.tmp)
+            failpoints.hit("objects.many_before_rename")
+            made: set[str] = set()
+            for tmp, d in temps:
+                final = self._path(d)
+                shard = final[: final.rfind("/")]
+                if shard not in made:
+                    os.makedirs(shard, exist_ok=True)
+                    made.add(shard)
+                os.replace(tmp, final)
+            _syncfs(self.objects)
+        finally:
+            shutil.rmtree(chunk_dir, ignore_errors=True)
+        return bad
+
     def prune_temp(self, older_than_s: float = 24 * 3600) -> int:
         """Remove temp files and chunk directories left by crashed writers (older
         than ``older_than_s``); how many entries were removed."""
