@@ -16,6 +16,13 @@ codes; the core raises them and never prints.
     │   ├── RemoteUnavailableError   down, timing out or answering 5xx after bounded retries
     │   ├── RemoteNotFoundError      no such remote declared / none chosen
     │   └── RemoteMissingError       objects the lock needs are on neither the cache nor the remote
+    ├── ImageError                   an image, manifest or layer is malformed or not what it claims
+    │   ├── UnsafeArchiveError       a layer/tarball entry would escape, collide or exceed a cap
+    │   └── RegistryError            an OCI registry failed or refused a request (exit 4)
+    ├── DataError                    a dataset cannot be pinned, read or materialised (exit 4)
+    │   ├── SourceMissingError       its source is gone (a file, a prefix, a bucket)
+    │   ├── SourceUnavailableError   down, refusing, 5xx or too slow after bounded retries
+    │   └── QueryError               a dataset's query or database failed
     ├── LockedError                  another canon process holds the repo lock (exit 3)
     ├── StageFailedError             a stage command failed (exit 1)
     └── InterruptedError_            the user interrupted (exit 130)
@@ -136,6 +143,36 @@ class RemoteNotFoundError(RemoteError):
 
 class RemoteMissingError(RemoteError):
     code = "remote.missing_objects"
+
+
+class ImageError(CanonError):
+    code = "image.invalid"
+
+
+class UnsafeArchiveError(ImageError):
+    code = "image.unsafe_archive"
+
+
+class RegistryError(ImageError):
+    code = "image.registry"
+    exit_code = 4
+
+
+class DataError(CanonError):
+    code = "data.failed"
+    exit_code = 4
+
+
+class SourceMissingError(DataError):
+    code = "data.source_missing"
+
+
+class SourceUnavailableError(DataError):
+    code = "data.source_unavailable"
+
+
+class QueryError(DataError):
+    code = "data.query_failed"
 
 
 class LockedError(CanonError):

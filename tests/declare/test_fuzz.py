@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from canon.declare import Project, load_project
+from canon.declare.project import DataKind, DepKind
 from canon.declare.paths import normalise_path
 from canon.errors import CanonError, DeclarationError
 
@@ -65,14 +66,22 @@ def attempt(
 
 def check_invariants(project: Project) -> None:
     for stage in project.stages.values():
-        for path in (*stage.outs, *stage.metrics, *(d.path for d in stage.deps)):
+        for path in (*stage.outs, *stage.metrics,
+                     *(d.path for d in stage.deps if d.kind is DepKind.PATH)):
             assert normalise_path(path) == path
+        for dep in stage.deps:  # data.NAME: the pinned content's mount, never the source
+            if dep.kind is DepKind.DATA:
+                assert dep.path.startswith(".canon/data/")
+                assert normalise_path(dep.path[len(".canon/"):]) == dep.path[len(".canon/"):]
         assert stage.argv and all(isinstance(a, str) and "\x00" not in a for a in stage.argv)
         names = [name for name, _ in stage.env]
         assert names == sorted(names)
         assert all("\x00" not in value for _, value in stage.env)
     for dataset in project.datasets.values():
-        assert normalise_path(dataset.path) == dataset.path
+        if dataset.kind is DataKind.PATH:
+            assert normalise_path(dataset.path) == dataset.path
+        else:
+            assert dataset.path == ""
 
 
 PROFILE_ARGS = st.sampled_from([None, "local", "prod", "nope"])

@@ -17,6 +17,7 @@ from canon.declare import (
     load_declaration,
     load_project,
 )
+from canon.declare.project import DataKind
 from canon.declare.schema import ProjectFile
 from canon.errors import DeclarationError, ProfileError
 
@@ -31,7 +32,10 @@ def test_valid_example_resolves(ws: Workspace) -> None:
     assert project.profile_values == {"data_root": "data", "warehouse": "duckdb:///warehouse.db"}
     assert project.environment == EnvironmentSpec(python="3.11", requirements="requirements.lock")
     assert project.datasets == {
-        "transactions": DatasetSpec("transactions", "data/transactions", "data/transactions")
+        "transactions": DatasetSpec(
+            "transactions", "data/transactions", "data/transactions",
+            mount=".canon/data/transactions",
+        )
     }
     assert project.params == {"features": {"window": 7}, "train": {"lr": 0.1, "epochs": 3}}
     assert project.params_file == "params.yaml"
@@ -40,11 +44,12 @@ def test_valid_example_resolves(ws: Workspace) -> None:
 
     features = project.stages["features"]
     assert features.argv == (
-        "python", "-m", "churn.features", "--in", "data/transactions", "--out", "build/features",
-    )  # fmt: skip
+        "python", "-m", "churn.features", "--in", ".canon/data/transactions",
+        "--out", "build/features",
+    )  # fmt: skip  (the pin wins: stages read the pinned content, never the source)
     assert features.deps == (
         Dep(DepKind.PATH, "src/churn/features.py", "src/churn/features.py"),
-        Dep(DepKind.DATA, "data.transactions", "data/transactions"),
+        Dep(DepKind.DATA, "data.transactions", ".canon/data/transactions"),
     )
     assert features.params == ("features.window",)
     assert features.param_values == (("features.window", 7),)
@@ -532,12 +537,65 @@ def test_outs_and_metrics_are_normalised_and_deduplicated(ws: Workspace) -> None
     assert [d.address for d in spec.deps] == ["a", "b/c"]
 
 
-def test_remote_dataset_source_is_not_supported_yet(ws: Workspace) -> None:
+def test_url_dataset_source_resolves_to_a_mount(ws: Workspace) -> None:
     canon = VALID_CANON.replace("{data_root: data,", '{data_root: "s3://bucket/churn",')
-    diag = diag_at(ws.write(canon, VALID_PARAMS).error(), "data.transactions.source")
-    assert diag.message == (
-        "remote data sources (s3://, gs://, …) are not supported by this version yet"
+    project = ws.write(canon, VALID_PARAMS).load()
+    ds = project.datasets["transactions"]
+    assert (ds.kind, ds.source, ds.path) == (DataKind.URL, "s3://bucket/churn/transactions", "")
+    assert ds.mount == ".canon/data/transactions"
+
+
+@pytest.mark.parametrize(
+    ("root", "message"),
+    [
+        ("s3://AKIAXXX:hunter2@bucket/churn", "s3://***@bucket/churn/transactions has credentials"),
+        ("https://h.example/x?X-Amz-Signature=hunter2", "has a credential in its query"),
+        ("ftp://host/churn", "unknown scheme ftp://"),
+        ("file://relative/x", "is not an absolute file:// URL"),
+    ],
+)
+def test_bad_url_sources_are_refused_redacted(ws: Workspace, root: str, message: str) -> None:
+    canon = VALID_CANON.replace("{data_root: data,", f'{{data_root: "{root}",')
+    err = ws.write(canon, VALID_PARAMS).error()
+    diag = diag_at(err, "data.transactions.source")
+    assert message in diag.message
+    assert "hunter2" not in diag.render() and "hunter2" not in str(err.details())
+
+
+def test_subset_and_query_datasets(ws: Workspace) -> None:
+    ws.write(
+        "project: p\n"
+        "data:\n"
+        "  full: {source: data/w.csv}\n"
+        "  small: {from: full, sample: 0.2, seed: 1}\n"
+        "  dry: {from: small, filter: 'precipitation = 0'}\n"
+        "  q: {query: 'SELECT 1 AS x', database: wh.db, as_of: '2025-01-01', format: parquet}\n"
     )
+    p = ws.load()
+    assert p.datasets["small"].mount == ".canon/data/small/w.csv"
+    assert p.datasets["dry"].subset is not None and p.datasets["dry"].subset.parent == "small"
+    q = p.datasets["q"].query
+    assert q is not None and q.database == "sqlite:///wh.db" and q.as_of == "2025-01-01"
+    assert p.datasets["q"].mount == ".canon/data/q/q.parquet"
+
+
+@pytest.mark.parametrize(
+    ("data", "where", "message"),
+    [
+        ("  a: {source: x.csv, query: 'SELECT 1'}", "data.a", "exactly one of source:, from: or query:"),
+        ("  a: {from: b, sample: 0.1}", "data.a.from", 'unknown dataset "b"'),
+        ("  a: {from: a, sample: 0.1}", "data.a.from", "from: itself"),
+        ("  a: {source: x.csv, sample: 0.1}", "data.a.sample", "only applies to a subset"),
+        ("  a: {source: s3://b/x, storage_options: {secret: s}}", "data.a.storage_options.secret",
+         "is a credential"),
+        ("  a: {query: 'SELECT 1', database: 'postgresql://u:pw@h/db'}", "data.a.database",
+         "postgresql://***@h/db has credentials"),
+        ("  a: {source: ../outside.csv}", "data.a.source", "contains '..'"),
+    ],
+)
+def test_dataset_problems_are_located(ws: Workspace, data: str, where: str, message: str) -> None:
+    err = ws.write(f"project: p\ndata:\n{data}\n").error()
+    assert message in diag_at(err, where).message
 
 
 def test_requirements_path_is_checked(ws: Workspace) -> None:

@@ -20,6 +20,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,16 @@ from canon import __version__
 from canon.declare.project import (
     ArtifactKind,
     ArtifactSpec,
+    DataKind,
     DatasetSpec,
     Dep,
     DepKind,
     EnvironmentSpec,
     Project,
+    QuerySpec,
     RemoteSpec,
     StageSpec,
+    SubsetSpec,
 )
 
 MEMO = ".canon/declared.json"
@@ -55,7 +59,7 @@ def _to_doc(p: Project) -> dict[str, Any]:
         "profile": p.profile,
         "profile_values": dict(p.profile_values),
         "environment": [p.environment.python, p.environment.requirements],
-        "datasets": [[d.name, d.source, d.path] for d in p.datasets.values()],
+        "datasets": [_dataset_doc(d) for d in p.datasets.values()],
         "stages": [
             {
                 "name": s.name,
@@ -104,7 +108,7 @@ def _from_doc(root: Path, doc: Mapping[str, Any]) -> Project:
         profile=doc["profile"],
         profile_values=doc["profile_values"],
         environment=EnvironmentSpec(python, requirements),
-        datasets={n: DatasetSpec(n, src, path) for n, src, path in doc["datasets"]},
+        datasets={d["name"]: _dataset_from_doc(d) for d in doc["datasets"]},
         stages=stages,
         params_file=doc["params_file"],
         params=doc["params"],
@@ -147,6 +151,33 @@ def _artifact_from_doc(a: Mapping[str, Any]) -> ArtifactSpec:
         add=tuple(a["add"]),
         handler=a["handler"],
         line=a["line"],
+    )
+
+
+def _dataset_doc(d: DatasetSpec) -> dict[str, Any]:
+    return {
+        "name": d.name,
+        "source": d.source,
+        "path": d.path,
+        "kind": d.kind.value,
+        "mount": d.mount,
+        "storage_options": [list(kv) for kv in d.storage_options],
+        "subset": None if d.subset is None else asdict(d.subset),
+        "query": None if d.query is None else asdict(d.query),
+    }
+
+
+def _dataset_from_doc(d: Mapping[str, Any]) -> DatasetSpec:
+    subset, query = d["subset"], d["query"]
+    return DatasetSpec(
+        name=d["name"],
+        source=d["source"],
+        path=d["path"],
+        kind=DataKind(d["kind"]),
+        mount=d["mount"],
+        storage_options=tuple((k, v) for k, v in d["storage_options"]),
+        subset=None if subset is None else SubsetSpec(**subset),
+        query=None if query is None else QuerySpec(**query),
     )
 
 

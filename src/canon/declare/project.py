@@ -43,11 +43,52 @@ class StageSpec:
     line: int | None = None  # where the stage is declared in canon.yaml
 
 
+class DataKind(StrEnum):
+    PATH = "path"  # a file or directory in the workspace
+    URL = "url"  # anything fsspec reaches: s3://, gs://, az://, https://, file://
+    SUBSET = "subset"  # a deterministic subset of another dataset's pinned content
+    QUERY = "query"  # the result of a SQL query
+
+
+DATA_MOUNT = ".canon/data"  # where pinned content is materialised for stages
+
+
+@dataclass(frozen=True)
+class SubsetSpec:
+    parent: str  # the dataset's name
+    sample: float | None = None
+    filter: str | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    text: str
+    database: str  # a SQLAlchemy URL, relative sqlite/duckdb paths made workspace-relative
+    as_of: str | int | None = None
+    format: str = "csv"
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
+    """A resolved dataset. ``mount`` is what ``${data.NAME}`` and a ``data.NAME``
+    dep mean: the read-only materialisation of the *pinned* content, under
+    ``.canon/data/NAME`` (``.canon/data/NAME/<basename>`` when the source looks
+    like one file)."""
+
     name: str
-    source: str  # as resolved (profile applied)
-    path: str  # workspace-relative local path
+    source: str  # as resolved (profile applied): a path or URL; "" for subsets and queries
+    path: str  # workspace-relative local path for PATH sources, else ""
+    kind: DataKind = DataKind.PATH
+    mount: str = ""
+    storage_options: tuple[tuple[str, str | int | float | bool], ...] = ()
+    subset: SubsetSpec | None = None
+    query: QuerySpec | None = None
+
+    @property
+    def where(self) -> str:
+        """The mount, or the default one for specs built without it (tests, old memos)."""
+        return self.mount or f"{DATA_MOUNT}/{self.name}"
 
 
 @dataclass(frozen=True)

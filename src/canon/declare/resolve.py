@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from canon.declare.artifacts import resolve_artifacts
+from canon.declare.datasets import resolve_datasets
 from canon.declare.diagnostics import Problems, did_you_mean
 from canon.declare.interpolate import (
     InterpolationError,
@@ -38,10 +39,9 @@ from canon.declare.interpolate import (
     shell_script,
     unquoted_shell_syntax,
 )
-from canon.declare.paths import has_url_scheme, normalise_path
+from canon.declare.paths import normalise_path
 from canon.declare.profiles import ProfileChoice
 from canon.declare.project import (
-    DatasetSpec,
     Dep,
     DepKind,
     EnvironmentSpec,
@@ -103,10 +103,10 @@ def resolve_project(
         if decl.environment.requirements is not None
         else None,
     )
-    datasets, failed = _datasets(decl, scope, problems)
+    datasets, failed = resolve_datasets(decl, scope, problems)
     scope = replace(
         scope,
-        datasets={name: spec.path for name, spec in datasets.items()},
+        datasets={name: spec.where for name, spec in datasets.items()},
         datasets_broken=broken.datasets | failed,
     )
     stages = {
@@ -128,35 +128,6 @@ def resolve_project(
         remotes=remotes,
         remote=remote,
     )
-
-
-def _datasets(
-    decl: ProjectFile, scope: Scope, problems: Problems
-) -> tuple[dict[str, DatasetSpec], frozenset[str]]:
-    """Resolve every dataset; return them and the names that failed."""
-    datasets: dict[str, DatasetSpec] = {}
-    failed: set[str] = set()
-    source_scope = scope.only("profile", "params")
-    for name, dataset in decl.data.items():
-        at: YamlPath = ("data", name, "source")
-        source = _interpolate(dataset.source, source_scope, at, problems)
-        if source is None:
-            failed.add(name)
-            continue
-        if has_url_scheme(source):
-            problems.add(
-                at,
-                "remote data sources (s3://, gs://, …) are not supported by this version yet",
-                "use a directory or file inside the project for now",
-            )
-            failed.add(name)
-            continue
-        path = _path(source, at, problems)
-        if path is None:
-            failed.add(name)
-            continue
-        datasets[name] = DatasetSpec(name=name, source=source, path=path)
-    return datasets, frozenset(failed)
 
 
 class _Stage:

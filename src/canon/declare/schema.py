@@ -42,10 +42,58 @@ class Environment(_Model):
 
 
 class Dataset(_Model):
-    """A declared dataset: a local file or directory (remote sources come later)."""
+    """A declared dataset: exactly one of ``source`` (a path or an fsspec URL),
+    ``from`` (a deterministic subset of another dataset) or ``query`` (a SQL
+    query against ``database``). Whatever it is, stages read its *pinned*
+    content (``canon.lock``), never the live source."""
 
-    source: NonEmptyStr = Field(
-        description="Where the data is: a path in the project, usually via ${profile.x}."
+    source: NonEmptyStr | None = Field(
+        default=None,
+        description=(
+            "Where the data is: a file or directory in the project, or a URL (s3://, gs://, "
+            "az://, https://, file://), usually via ${profile.x}. Never credentials."
+        ),
+    )
+    from_: Name | None = Field(
+        default=None, alias="from", description="Subset: the dataset this one is taken from."
+    )
+    sample: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        default=None,
+        description=(
+            "Subset: the fraction of rows (CSV/Parquet file) or files (directory) kept, "
+            "chosen deterministically by hashing with seed."
+        ),
+    )
+    filter: NonEmptyStr | None = Field(
+        default=None, description='Subset: a SQL boolean expression over a table\'s rows ("y > 0").'
+    )
+    seed: int = Field(default=0, description="Subset: the seed of the sample's hash.")
+    query: NonEmptyStr | None = Field(
+        default=None, description="A SQL query; its result is the dataset (canonical row order)."
+    )
+    database: NonEmptyStr | None = Field(
+        default=None,
+        description=(
+            "Query: a SQLAlchemy URL without credentials, or a DuckDB (.duckdb) / SQLite "
+            "(.db, .sqlite) file in the project. Default: warehouse.duckdb."
+        ),
+    )
+    as_of: NonEmptyStr | int | None = Field(
+        default=None,
+        description=(
+            "Query: the snapshot the query reads, bound as :as_of (engines without time "
+            "travel use it in WHERE clauses). Quote dates: \"2025-11-01\"."
+        ),
+    )
+    format: Literal["csv", "parquet"] | None = Field(
+        default=None, description="Query: how the result is stored (default csv)."
+    )
+    storage_options: dict[str, Scalar] = Field(
+        default_factory=dict,
+        description=(
+            "fsspec options for a URL source, e.g. {endpoint_url: ${profile.s3_endpoint}}; "
+            "never credentials (they come from the environment)."
+        ),
     )
     description: str | None = None
 

@@ -23,7 +23,9 @@ from canon.stores.records import (
     DatasetRecord,
     Lock,
     ProfileState,
+    ImageRecord,
     StageRecord,
+    SubsetOf,
 )
 
 LOCK_NAME = "canon.lock"
@@ -92,6 +94,65 @@ def _stage(raw: object, where: str) -> StageRecord:
     )
 
 
+def _dataset(raw: object, where: str) -> DatasetRecord:
+    m = _map(raw, where)
+    index = m.get("index")
+    subset = m.get("subset_of")
+    subset_of = None
+    if subset is not None:
+        sm = _map(subset, f"{where}.subset_of")
+        subset_of = SubsetOf(
+            str(sm.get("name", "")), _digest(sm.get("digest"), f"{where}.subset_of")
+        )
+    source = m.get("source")
+    return DatasetRecord(
+        path=str(m.get("path", "")),
+        content=_content(m, where),
+        source=None if source is None else str(source),
+        index=None if index is None else _digest(index, f"{where}.index"),
+        subset_of=subset_of,
+        spec=dict(_map(m.get("spec"), f"{where}.spec")),
+    )
+
+
+def _dataset_out(r: DatasetRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": r.path, **_content_out(r.content)}
+    if r.source is not None:
+        out["source"] = r.source
+    if r.index is not None:
+        out["index"] = r.index
+    if r.subset_of is not None:
+        out["subset_of"] = {"name": r.subset_of.name, "digest": r.subset_of.digest}
+    if r.spec:
+        out["spec"] = dict(r.spec)
+    return out
+
+
+def _image(raw: object, where: str) -> ImageRecord:
+    m = _map(raw, where)
+    commit = m.get("commit")
+    if not isinstance(commit, str):
+        raise _Damaged(f"{where}.commit: expected a commit id")
+    base = m.get("base")
+    return ImageRecord(
+        digest=_digest(m.get("digest"), f"{where}.digest"),
+        key=_digest(m.get("key"), f"{where}.key"),
+        commit=commit,
+        size=_int(m.get("size", 0), f"{where}.size"),
+        base=None if base is None else _digest(base, f"{where}.base"),
+        pushed={k: str(v) for k, v in _map(m.get("pushed"), f"{where}.pushed").items()},
+    )
+
+
+def _image_out(r: ImageRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {"digest": r.digest, "key": r.key, "commit": r.commit, "size": r.size}
+    if r.base is not None:
+        out["base"] = r.base
+    if r.pushed:
+        out["pushed"] = dict(r.pushed)
+    return out
+
+
 def parse_lock(data: bytes, source: str = LOCK_NAME) -> Lock:
     try:
         raw = yaml.load(data, Loader=_Loader)
@@ -104,10 +165,7 @@ def parse_lock(data: bytes, source: str = LOCK_NAME) -> Lock:
             p = _map(praw, where)
             env = p.get("environment")
             data_ = {
-                k: DatasetRecord(
-                    path=str(_map(v, f"{where}.data.{k}").get("path", "")),
-                    content=_content(v, f"{where}.data.{k}"),
-                )
+                k: _dataset(v, f"{where}.data.{k}")
                 for k, v in _map(p.get("data"), f"{where}.data").items()
             }
             stages = {
@@ -118,6 +176,10 @@ def parse_lock(data: bytes, source: str = LOCK_NAME) -> Lock:
                 environment=None if env is None else _digest(env, f"{where}.environment"),
                 data=data_,
                 stages=stages,
+                images={
+                    k: _image(v, f"{where}.images.{k}")
+                    for k, v in _map(p.get("images"), f"{where}.images").items()
+                },
             )
         return Lock(profiles)
     except (yaml.YAMLError, _Damaged, UnicodeDecodeError) as exc:
@@ -134,9 +196,7 @@ def render_lock(lock: Lock) -> bytes:
         if state.environment:
             p["environment"] = state.environment
         if state.data:
-            p["data"] = {
-                k: {"path": r.path, **_content_out(r.content)} for k, r in state.data.items()
-            }
+            p["data"] = {k: _dataset_out(r) for k, r in state.data.items()}
         if state.stages:
             p["stages"] = {
                 k: {
@@ -150,6 +210,8 @@ def render_lock(lock: Lock) -> bytes:
                 }
                 for k, r in state.stages.items()
             }
+        if state.images:
+            p["images"] = {k: _image_out(r) for k, r in state.images.items()}
         profiles[name] = p
     body = yaml.dump(
         {"version": LOCK_VERSION, "profiles": profiles},

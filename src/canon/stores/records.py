@@ -41,9 +41,46 @@ class StageRecord:
 
 
 @dataclass(frozen=True)
+class SubsetOf:
+    """A subset's parent, as pinned when the subset was made."""
+
+    name: str
+    digest: Digest
+
+
+@dataclass(frozen=True)
 class DatasetRecord:
+    """A dataset's pin under one profile: the pin wins over whatever the source
+    holds today. ``content`` is the pinned content (a file's sha256 or a
+    directory manifest's digest); ``index`` is the object listing the source's
+    files with their version tokens (ETag, mtime) when pinned, which lets
+    drift be reported from one listing without downloading anything; ``spec``
+    is what was pinned (subset: sample/filter/seed; query: query digest,
+    redacted database URL, as_of, format)."""
+
     path: str
     content: Content
+    source: str | None = None  # redacted path or URL
+    index: Digest | None = None
+    subset_of: SubsetOf | None = None
+    spec: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """The last image built for an artifact under one profile (the pin).
+
+    ``digest`` is the manifest's digest: a registry tag that points elsewhere
+    is reported and the pin wins. ``key`` covers every input of the image, so
+    staleness is known without building; ``commit`` is the commit it was built
+    from (``canon build --check`` rebuilds that commit)."""
+
+    digest: Digest
+    key: Digest
+    commit: str
+    size: int = 0  # bytes of its layers (compressed)
+    base: Digest | None = None  # the image it was built on
+    pushed: Mapping[str, str] = field(default_factory=dict)  # registry repo -> tag pushed
 
 
 @dataclass(frozen=True)
@@ -51,12 +88,16 @@ class ProfileState:
     environment: Digest | None = None
     data: Mapping[str, DatasetRecord] = field(default_factory=dict)
     stages: Mapping[str, StageRecord] = field(default_factory=dict)
+    images: Mapping[str, ImageRecord] = field(default_factory=dict)
 
     def with_stage(self, name: str, record: StageRecord) -> ProfileState:
         return replace(self, stages={**self.stages, name: record})
 
     def with_dataset(self, name: str, record: DatasetRecord) -> ProfileState:
         return replace(self, data={**self.data, name: record})
+
+    def with_image(self, name: str, record: ImageRecord) -> ProfileState:
+        return replace(self, images={**self.images, name: record})
 
 
 @dataclass(frozen=True)
