@@ -68,6 +68,37 @@ class ApplyFinished(Event):
     counts: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TransferStarted(Event):
+    """push / fetch / pull begins moving ``objects`` objects (``size`` bytes)."""
+
+    direction: str  # "push" or "fetch"
+    remote: str  # redacted
+    objects: int
+    size: int
+
+
+@dataclass(frozen=True)
+class TransferProgress(Event):
+    """More objects moved (increments since the previous event)."""
+
+    direction: str
+    objects: int
+    size: int
+
+
+@dataclass(frozen=True)
+class TransferFinished(Event):
+    direction: str
+    remote: str
+    objects: int  # objects moved
+    size: int
+    requests: int  # remote objects written or read (packs, indexes, whole objects)
+    present: int  # objects that were already there
+    duration: float
+    restored: tuple[str, ...] = ()  # pull: workspace paths restored
+
+
 Emit = Callable[[Event], None]
 
 

@@ -28,6 +28,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dag": ("dag", "Print the pipeline graph (text, mermaid or dot)."),
     "log": ("log", "Show the ledger of past applies and the stages they ran."),
     "schema": ("schema", "Print the JSON Schema of canon.yaml for editors."),
+    "push": ("push", "Upload the objects canon.lock references that the remote lacks."),
+    "fetch": ("fetch", "Download the objects canon.lock references into the cache (verified)."),
+    "pull": ("pull", "Fetch, then restore the outputs and datasets missing from the workspace."),
+    "cache": ("cache", "Inspect the local object cache (`canon cache verify [--repair]`)."),
+    "gc": ("gc", "Remove objects no commit, ref or lock references (local cache or a remote)."),
 }
 
 
