@@ -200,7 +200,8 @@ class Transfer:
         first = {d: s for d, s in need.items() if d in plain or d in manifests}
         self._download(first, catalog, result)
         new_trees = [self.store.manifest(d) for d in manifests if d in first]
-        rest = {d: s for d, s in expand(new_trees).items() if not self.store.has(d)}
+        rest = {d: s for d, s in need.items() if d not in first}
+        rest.update({d: s for d, s in expand(new_trees).items() if not self.store.has(d)})
         self._download(rest, catalog, result)
 
     def restore(
