@@ -57,6 +57,26 @@ class StageFinished(Event):
 
 
 @dataclass(frozen=True)
+class ImageBuilt(Event):
+    name: str
+    digest: str
+    status: str  # "built", "up-to-date", "checked", "differs"
+    size: int = 0
+    layers: int = 0
+    reasons: tuple[str, ...] = ()
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class ImagePushed(Event):
+    name: str
+    reference: str  # registry/repo@digest
+    uploaded: int  # blobs uploaded
+    skipped: int  # blobs the registry already had
+    bytes_uploaded: int = 0
+
+
+@dataclass(frozen=True)
 class Notice(Event):
     message: str
 
