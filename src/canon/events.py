@@ -33,6 +33,15 @@ class DatasetPinned(Event):
 
 
 @dataclass(frozen=True)
+class DatasetFetching(Event):
+    """Progress of a dataset being pinned (files and bytes stored so far)."""
+
+    name: str
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
 class StageStarted(Event):
     name: str
     action: str  # "run" or "restore"

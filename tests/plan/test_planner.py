@@ -8,14 +8,34 @@ from typing import Any
 
 import pytest
 
-from canon.declare.project import DatasetSpec, Dep, DepKind, EnvironmentSpec, Project, StageSpec
+from canon.declare.project import (
+    DataKind,
+    DatasetSpec,
+    Dep,
+    DepKind,
+    EnvironmentSpec,
+    Project,
+    QuerySpec,
+    StageSpec,
+    SubsetSpec,
+)
 from canon.digest import Digest, hash_bytes
 from canon.graph.pipeline import build_pipeline
 from canon.plan.change import Action, Plan, Reason
 from canon.plan.key import stage_key
-from canon.plan.observed import Observed
+from canon.plan.data import pin_spec
+from canon.plan.observed import DataObservation, Observed
 from canon.plan.planner import PlanOptions, UnknownTargetError, plan
-from canon.stores.records import Content, DatasetRecord, Lock, ProfileState, RunRecord, StageRecord
+from canon.stores.records import (
+    Content,
+    DatasetRecord,
+    Lock,
+    ProfileState,
+    RunRecord,
+    StageRecord,
+    SubsetOf,
+)
+from canon.stores.sourceindex import Drift
 
 ENV = hash_bytes(b"env")
 
@@ -86,11 +106,15 @@ def clean_lock(world: dict[str, Content | None] = WORLD) -> Lock:
 
 def run_plan(proj: Project = PROJECT, world: dict[str, Content | None] | None = None,
              lock: Lock | None = None, env: Digest = ENV, runs: dict[Digest, RunRecord] | None = None,
-             cached: frozenset[Digest] | None = None, **opts: Any) -> Plan:
+             cached: frozenset[Digest] | None = None, data: dict[str, DataObservation] | None = None,
+             **opts: Any) -> Plan:
     world = dict(WORLD if world is None else world)
+    raw = world.get("data/raw.csv")
+    seen = {"raw": DataObservation(source=raw, missing=raw is None)} if data is None else data
     observed = Observed(
         lock=clean_lock() if lock is None else lock, contents=world, environment=env,
         runs=runs or {}, cached=frozenset(c.digest for c in WORLD.values() if c) if cached is None else cached,
+        data=seen,
     )
     pipeline = build_pipeline(proj, lambda p: True)
     return plan(proj, pipeline, observed, PlanOptions(**opts))
@@ -98,6 +122,11 @@ def run_plan(proj: Project = PROJECT, world: dict[str, Content | None] | None = 
 
 def summary(p: Plan) -> dict[str, tuple[str, list[str]]]:
     return {c.address: (c.action.value, [w.describe() for w in c.reasons]) for c in p.pending}
+
+
+def repinned(text: str) -> Lock:
+    state = clean_lock().state("local")
+    return Lock({"local": state.with_dataset("raw", DatasetRecord("data/raw.csv", file(text)))})
 
 
 CASES: list[tuple[str, dict[str, Any], dict[str, tuple[str, list[str]]]]] = [
@@ -134,10 +163,16 @@ CASES: list[tuple[str, dict[str, Any], dict[str, tuple[str, list[str]]]]] = [
     ("output edited", {"world": {**WORLD, "build/model.json": file("hacked")}}, {
         "stage.train": ("restore", [f"OUTPUT_MODIFIED build/model.json {d('model')[7:19]} -> {d('hacked')[7:19]}"]),
     }),
-    ("data changed", {"world": {**WORLD, "data/raw.csv": file("raw2")}}, {
-        "data.raw": ("pin", [f"DATA_CHANGED data/raw.csv {d('raw')[7:19]} -> {d('raw2')[7:19]}"]),
+    # The pin wins: a source that changed is reported (see test_drift_is_reported_not_applied),
+    # nothing is re-pinned and nothing runs.
+    ("data changed at the source", {"world": {**WORLD, "data/raw.csv": file("raw2")}}, {}),
+    ("data re-pinned on purpose", {"lock": repinned("raw2")}, {
         "stage.features": ("run", [f"DEP_CHANGED data.raw {d('raw')[7:19]} -> {d('raw2')[7:19]}"]),
         "stage.train": ("run", ["UPSTREAM_CHANGED features"]),
+    }),
+    ("declared source changed", {"proj": replace(PROJECT, datasets={
+        "raw": DatasetSpec("raw", "data/raw2.csv", "data/raw2.csv")})}, {
+        "data.raw": ("update", ["SOURCE_CHANGED data/raw.csv -> data/raw2.csv"]),
     }),
     ("targets select ancestors only", {"lock": Lock(), "targets": ("features",)}, {
         "data.raw": ("pin", ["DATA_NEW data/raw.csv"]),
@@ -204,3 +239,66 @@ def test_fingerprint_tracks_workspace() -> None:
     b = run_plan(world={**WORLD, "src/r.py": file("r2")})
     assert a.fingerprint != b.fingerprint
     assert run_plan().fingerprint == a.fingerprint
+
+
+def test_drift_is_reported_not_applied() -> None:
+    drift = Drift(added=("b.csv",), changed=("a.csv",))
+    result = run_plan(data={"raw": DataObservation(source=file("raw2"), drift=drift)})
+    assert result.up_to_date and result.drift
+    (report,) = result.reports
+    assert report.address == "data.raw"
+    assert [w.describe() for w in report.reasons] == [
+        "DATA_DRIFT data/raw.csv: 1 added (b.csv); 1 changed (a.csv)"
+    ]
+
+
+def test_missing_source_with_a_pin_is_a_report() -> None:
+    result = run_plan(world={**WORLD, "data/raw.csv": None},
+                      data={"raw": DataObservation(missing=True, cached=True)})
+    assert result.up_to_date
+    assert [w.reason for c in result.reports for w in c.reasons] == [Reason.SOURCE_MISSING]
+
+
+SMALL = DatasetSpec("small", "", "", kind=DataKind.SUBSET, mount=".canon/data/small/raw.csv",
+                    subset=SubsetSpec("raw", sample=0.5, seed=1))
+QUERY = DatasetSpec("q", "", "", kind=DataKind.QUERY, mount=".canon/data/q/q.csv",
+                    query=QuerySpec("SELECT 1", "duckdb:///w.duckdb", "2025-01-01"))
+
+
+def with_data(*extra: DatasetSpec, stage_deps: tuple[str, ...] = ()) -> Project:
+    stages = [stage("use", list(stage_deps), ["build/use.txt"])] if stage_deps else []
+    return replace(project(FEATURES, TRAIN, REPORT, *stages),
+                   datasets={**PROJECT.datasets, **{x.name: x for x in extra}})
+
+
+def subset_lock(parent_digest: Digest, spec: dict[str, Any] | None = None) -> Lock:
+    state = clean_lock().state("local")
+    rec = DatasetRecord("", file("small"), subset_of=SubsetOf("raw", parent_digest),
+                        spec=pin_spec(SMALL) if spec is None else spec)
+    return Lock({"local": state.with_dataset("small", rec)})
+
+
+def test_subset_is_pinned_after_its_parent_and_rederived_when_the_parent_is_repinned() -> None:
+    proj = with_data(SMALL)
+    assert summary(run_plan(proj=proj, lock=Lock()))["data.small"] == (
+        "pin", ["DATA_NEW sample 0.5 of data.raw (seed 1)"])
+    assert [c.address for c in run_plan(proj=proj, lock=Lock()).changes][:2] == ["data.raw", "data.small"]
+    assert summary(run_plan(proj=proj, lock=subset_lock(d("raw")))) == {}
+    stale = summary(run_plan(proj=proj, lock=subset_lock(d("old"))))
+    assert stale == {"data.small": ("pin", [f"UPSTREAM_CHANGED data.raw {d('old')[7:19]} -> {d('raw')[7:19]}"])}
+    changed = summary(run_plan(proj=proj, lock=subset_lock(d("raw"), {"seed": 2, "sample": 0.5})))
+    assert changed["data.small"][0] == "pin" and changed["data.small"][1][0].startswith("SUBSET_CHANGED")
+
+
+def test_stage_on_a_subset_waits_for_its_pin() -> None:
+    proj = with_data(SMALL, stage_deps=("data.small",))
+    result = summary(run_plan(proj=proj, lock=subset_lock(d("old"))))
+    assert result["stage.use"] == ("run", ["UPSTREAM_CHANGED data.small"])
+
+
+def test_changed_query_needs_data_update() -> None:
+    state = clean_lock().state("local")
+    old = replace(QUERY, query=QuerySpec("SELECT 1", "duckdb:///w.duckdb", "2024-01-01"))
+    lock = Lock({"local": state.with_dataset("q", DatasetRecord("", file("q"), spec=pin_spec(old)))})
+    result = summary(run_plan(proj=with_data(QUERY), lock=lock))
+    assert result == {"data.q": ("update", ["QUERY_CHANGED as_of {'as_of': '2024-01-01'} -> {'as_of': '2025-01-01'}"])}

@@ -24,12 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from canon import failpoints
-from canon.declare.project import Project, StageSpec
+from canon.apply.materialise import Mounts
+from canon.apply.pinning import pin_dataset
+from canon.declare.project import DepKind, Project, StageSpec
 from canon.digest import Digest
-from canon.errors import CanonError, InterruptedError_, PathError
+from canon.errors import CanonError, DataError, InterruptedError_, PathError
 from canon.events import (
     ApplyFinished,
     ApplyStarted,
+    DatasetFetching,
     DatasetPinned,
     Emit,
     Notice,
@@ -46,7 +49,6 @@ from canon.stores.ledger import Ledger
 from canon.stores.lockfile import write_lock
 from canon.stores.records import (
     Content,
-    DatasetRecord,
     Lock,
     ProfileState,
     RunRecord,
@@ -130,6 +132,7 @@ class Applier:
         self.options = options
         self.environment: Digest | None = None
         self.lock_written = False
+        self.mounts = Mounts(ws)
 
     # -- metadata (main thread only) -------------------------------------------------
 
@@ -221,23 +224,58 @@ class Applier:
     # -- datasets --------------------------------------------------------------------
 
     def _pin(self, plan: Plan) -> tuple[str, ...]:
+        """Pin what the plan says (never-pinned datasets, re-derived subsets),
+        parents before subsets; each pin: objects, then the lock."""
         pinned: list[str] = []
         for change in plan.changes:
-            if change.kind != "data" or change.action is not Action.PIN:
+            if change.kind != "data":
+                continue
+            if change.action is Action.UPDATE:
+                self.emit(
+                    Notice(
+                        f"{change.address}: the declaration no longer matches the pin "
+                        f"({'; '.join(w.describe() for w in change.reasons)}); stages keep "
+                        f"the pinned content until `canon data update {change.name}`"
+                    )
+                )
+                continue
+            if change.action is not Action.PIN:
                 continue
             ds = self.project.datasets[change.name]
-            content = self._store_path(ds.path)
-            state = self._state().with_dataset(change.name, DatasetRecord(ds.path, content))
-            self._save_lock(state)
+            record = pin_dataset(
+                ds,
+                self.ws,
+                self._state(),
+                lambda name, n, b: self.emit(DatasetFetching(name, n, b)),
+            )
+            self._save_lock(self._state().with_dataset(change.name, record))
+            content = record.content
             self.emit(DatasetPinned(change.name, content.digest, content.nfiles, content.size))
             pinned.append(change.name)
         return tuple(pinned)
+
+    def _mount(self, stage: StageSpec) -> None:
+        """The pinned content of every dataset ``stage`` reads, at its mount."""
+        for dep in stage.deps:
+            if dep.kind is not DepKind.DATA:
+                continue
+            name = dep.address[len("data.") :]
+            pin = self._state().data.get(name)
+            if pin is None:
+                raise DataError(f'stage "{stage.name}": data.{name} is not pinned')
+            self.mounts.ensure(self.project.datasets[name], pin, self._state())
 
     # -- one stage -------------------------------------------------------------------
 
     def _decide(self, stage: StageSpec, change: Change) -> _Decision:
         deps: dict[str, Digest] = {}
         for dep in stage.deps:
+            if dep.kind is DepKind.DATA:  # the pin wins
+                pin = self._state().data.get(dep.address[len("data.") :])
+                if pin is None:
+                    raise DataError(f'stage "{stage.name}": {dep.address} is not pinned')
+                deps[dep.address] = pin.content.digest
+                continue
             content = self.ws.content(dep.path)
             if content is None:
                 raise PathError(
@@ -276,6 +314,13 @@ class Applier:
         if decision.action is Action.NOOP:
             self.emit(StageFinished(stage.name, "up-to-date", message="inputs unchanged"))
             return StageOutcome(stage.name, "up-to-date", key=decision.key)
+        if decision.action is Action.RUN:
+            try:
+                self._mount(stage)
+            except CanonError as exc:
+                self.emit(StageFinished(stage.name, "failed", message=exc.message))
+                self._record(apply_id, stage.name, "run", "failed", None, {}, 0.0, None)
+                return StageOutcome(stage.name, "failed", message=exc.message)
         reasons = tuple(w.describe() for w in change.reasons)
         self.emit(StageStarted(stage.name, decision.action.value, reasons))
         return pool.submit(self._work, stage, decision, change)

@@ -65,7 +65,10 @@ def make_plan(
     force: bool = False,
     ws: Workspace | None = None,
     with_commit: bool = False,
+    drift: bool = False,
 ) -> Planned:
+    """Load, observe, plan. ``drift``: also compare pinned datasets' sources with
+    their pins (reported, never applied)."""
     project, pipeline = load(root, profile)
     own = ws is None
     ws = ws or Workspace(root)
@@ -73,7 +76,7 @@ def make_plan(
         options = PlanOptions(tuple(targets), force)
         stages = pipeline.select(targets) if targets else None
         commit = head_commit(root) if with_commit else None
-        observed = observe(project, pipeline, ws, stages, commit=commit)
+        observed = observe(project, pipeline, ws, stages, commit=commit, drift=drift)
         return Planned(project, pipeline, observed, plan(project, pipeline, observed, options))
     finally:
         if own:
@@ -162,7 +165,11 @@ def run_apply(
                     result = applier.apply(current, planned.observed.environment, apply_id)
                     status = "succeeded" if result.ok else "failed"
                     return result
+                except CanonError:
+                    status = "failed"
+                    raise
                 finally:
+                    applier.mounts.close()
                     ledger.finish_apply(apply_id, status)
             finally:
                 ledger.close()

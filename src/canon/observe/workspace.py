@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from canon.declare.project import DepKind, Project
+from canon.declare.project import DataKind, DepKind, Project
 from canon.digest import Digest
 from canon.errors import CanonError
 from canon.graph.pipeline import Pipeline
@@ -111,40 +111,55 @@ def observe(
     *,
     lock: Lock | None = None,
     commit: str | None = None,
+    drift: bool = False,
 ) -> Observed:
+    """What the planner needs. ``drift``: also compare every pinned dataset's
+    source with its pin (``canon status``; one listing per URL source)."""
+    from canon.observe.data import observe_data
+
     selected = list(pipeline.order if stages is None else stages)
     paths: dict[str, None] = {}
     data_used: set[str] = set()
     for name in selected:
         stage = project.stages[name]
         for dep in stage.deps:
-            paths[dep.path] = None
             if dep.kind is DepKind.DATA:
                 data_used.add(dep.address.partition(".")[2])
+            else:
+                paths[dep.path] = None
         for out in stage.outs:
             paths[out] = None
-    for ds in project.datasets.values():
-        paths[ds.path] = None
     contents = {p: ws.content(p) for p in paths}
+    lock = read_lock(ws.root) if lock is None else lock
+    state = lock.state(project.profile)
+    data = observe_data(project, ws, state, project.datasets, drift=drift)
     for name in sorted(data_used):
         ds = project.datasets[name]
-        if contents.get(ds.path) is None:
+        if ds.kind is DataKind.PATH and data[name].missing and name not in state.data:
             raise MissingInputError(
                 f'data.{name}: its source "{ds.source}" does not exist',
                 hint=f"put the data at {ds.path} or point the profile at it",
             )
 
     environment = observe_environment(project, ws)
-    lock = read_lock(ws.root) if lock is None else lock
-    state = lock.state(project.profile)
+    pins: dict[str, Digest] = {n: r.content.digest for n, r in state.data.items()}
+    for name, seen in data.items():
+        if name not in pins and seen.source is not None:
+            pins[name] = seen.source.digest  # a workspace source about to be pinned
 
     runs: dict[Digest, RunRecord] = {}
     wanted: set[Digest] = set()
     for name in selected:
         stage = project.stages[name]
-        deps = {d.address: contents.get(d.path) for d in stage.deps}
-        if all(c is not None for c in deps.values()):
-            key = stage_key(stage, {a: c.digest for a, c in deps.items() if c}, environment)
+        deps: dict[str, Digest | None] = {}
+        for d in stage.deps:
+            if d.kind is DepKind.DATA:
+                deps[d.address] = pins.get(d.address.partition(".")[2])
+            else:
+                content = contents.get(d.path)
+                deps[d.address] = content.digest if content is not None else None
+        if all(v is not None for v in deps.values()):
+            key = stage_key(stage, {a: v for a, v in deps.items() if v is not None}, environment)
             run = ws.runs.get(key)
             if run is not None:
                 runs[key] = run
@@ -155,5 +170,5 @@ def observe(
     cached = frozenset(d for d in wanted if ws.store.has(d))
     return Observed(
         lock=lock, contents=contents, environment=environment, runs=runs, cached=cached,
-        commit=commit,
+        commit=commit, data=data,
     )

@@ -18,6 +18,7 @@ class Action(StrEnum):
     RUN = "run"  # execute the stage's command
     RESTORE = "restore"  # bring outputs back from the cache (inputs seen before)
     PIN = "pin"  # record a dataset's content in the lock and the cache
+    UPDATE = "update"  # the declaration no longer matches the pin: `canon data update NAME`
     NOOP = "noop"
 
 
@@ -39,6 +40,12 @@ class Reason(StrEnum):
     RUN_CACHED = "RUN_CACHED"  # these exact inputs ran before; outputs come from the cache
     DATA_NEW = "DATA_NEW"
     DATA_CHANGED = "DATA_CHANGED"
+    DATA_DRIFT = "DATA_DRIFT"  # the source differs from its pin (reported, never applied)
+    SOURCE_MISSING = "SOURCE_MISSING"  # the source of a pinned dataset is gone
+    SOURCE_UNREACHABLE = "SOURCE_UNREACHABLE"  # could not be compared with its pin
+    SOURCE_CHANGED = "SOURCE_CHANGED"  # the declared source is not the pinned one
+    QUERY_CHANGED = "QUERY_CHANGED"  # the declared query / database / as_of is not the pinned one
+    SUBSET_CHANGED = "SUBSET_CHANGED"  # the declared sample / filter / seed changed
     FORCED = "FORCED"
 
 
@@ -50,6 +57,8 @@ class Why:
     after: Any = None
 
     def describe(self) -> str:
+        if self.reason is Reason.DATA_DRIFT and isinstance(self.after, str):
+            return f"DATA_DRIFT {self.subject}: {self.after}"
         text = self.reason.value
         if self.subject:
             text += f" {self.subject}"
@@ -124,6 +133,15 @@ class Plan:
     @property
     def pending(self) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.action is not Action.NOOP)
+
+    @property
+    def reports(self) -> tuple[Change, ...]:
+        """Unchanged items with something to say (data drift, a missing source)."""
+        return tuple(c for c in self.changes if c.action is Action.NOOP and c.reasons)
+
+    @property
+    def drift(self) -> bool:
+        return any(w.reason is Reason.DATA_DRIFT for c in self.reports for w in c.reasons)
 
     @property
     def up_to_date(self) -> bool:

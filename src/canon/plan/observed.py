@@ -11,6 +11,19 @@ from dataclasses import dataclass, field
 
 from canon.digest import Digest
 from canon.stores.records import Content, Lock, RunRecord
+from canon.stores.sourceindex import Drift
+
+
+@dataclass(frozen=True)
+class DataObservation:
+    """What was seen of one dataset's source and pin (all optional: a value is
+    only there when it was looked at)."""
+
+    source: Content | None = None  # a workspace source's content now
+    missing: bool = False  # the source is gone
+    drift: Drift | None = None  # how the source differs from the pin (None: not compared)
+    problem: str | None = None  # why the source could not be compared (unreachable…)
+    cached: bool = False  # the pinned content is in the object store
 
 
 @dataclass(frozen=True)
@@ -21,3 +34,4 @@ class Observed:
     runs: Mapping[Digest, RunRecord] = field(default_factory=dict)  # run cache hits
     cached: frozenset[Digest] = frozenset()  # output digests present in the object store
     commit: str | None = None
+    data: Mapping[str, DataObservation] = field(default_factory=dict)  # dataset name -> seen

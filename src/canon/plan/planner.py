@@ -20,6 +20,7 @@ from canon.digest import Digest, hash_bytes
 from canon.errors import CanonError
 from canon.graph.pipeline import Pipeline, overlaps
 from canon.plan.change import Action, Change, Plan, Reason, Why
+from canon.plan.data import plan_data
 from canon.plan.key import canonical_json, stage_key
 from canon.plan.observed import Observed
 from canon.stores.records import Content, ProfileState, StageRecord
@@ -42,29 +43,18 @@ def plan(project: Project, pipeline: Pipeline, observed: Observed, options: Plan
     selected = _select(project, pipeline, options.targets)
     state = observed.lock.state(project.profile)
     expected: dict[str, Any] = dict(observed.contents)  # path -> Content | None | _UNKNOWN
-    changes: list[Change] = []
-
     used = {d.address for s in selected for d in project.stages[s].deps if d.kind is DepKind.DATA}
-    for name, ds in project.datasets.items():
-        if options.targets and f"data.{name}" not in used:
-            continue
-        content = observed.contents.get(ds.path)
-        pinned = state.data.get(name)
-        if content is None:
-            continue  # observe refuses a missing dataset before we get here
-        if pinned is None:
-            changes.append(Change(f"data.{name}", Action.PIN, (Why(Reason.DATA_NEW, ds.path),)))
-        elif pinned.content.digest != content.digest:
-            why = Why(Reason.DATA_CHANGED, ds.path, pinned.content.digest, content.digest)
-            changes.append(Change(f"data.{name}", Action.PIN, (why,)))
-        else:
-            changes.append(Change(f"data.{name}", Action.NOOP))
+    names = [n for n in project.datasets if not options.targets or f"data.{n}" in used]
+    data = plan_data(project, state, observed.data, names)
+    changes: list[Change] = list(data.changes)
 
     forced = set(options.targets or selected) if options.force else set()
     actions: dict[str, Action] = {}
     for name in selected:
         stage = project.stages[name]
-        change = _plan_stage(stage, state, observed, expected, actions, pipeline, name in forced)
+        change = _plan_stage(
+            stage, state, observed, expected, data.digests, actions, pipeline, name in forced
+        )
         actions[name] = change.action
         if change.action is Action.RUN:
             for out in stage.outs:
@@ -111,6 +101,7 @@ def _plan_stage(
     state: ProfileState,
     observed: Observed,
     expected: Mapping[str, Any],
+    pins: Mapping[str, Digest | None],
     actions: Mapping[str, Action],
     pipeline: Pipeline,
     forced: bool,
@@ -123,7 +114,19 @@ def _plan_stage(
 
     deps: dict[str, Digest] = {}
     missing: list[Why] = []
+    pending = [
+        d.address
+        for d in stage.deps
+        if d.kind is DepKind.DATA and pins.get(d.address[len("data.") :]) is None
+    ]
+    if pending:  # the pin is made by this apply: the key is known only then
+        return Change(address, Action.RUN, tuple(Why(Reason.UPSTREAM_CHANGED, a) for a in pending))
     for dep in stage.deps:
+        if dep.kind is DepKind.DATA:  # the pin wins: the pinned digest, never the live source
+            pinned = pins.get(dep.address[len("data.") :])
+            assert pinned is not None
+            deps[dep.address] = pinned
+            continue
         content = _expected_content(dep.path, expected)
         if content is None or content is _UNKNOWN:
             missing.append(Why(Reason.DEP_MISSING, dep.address))

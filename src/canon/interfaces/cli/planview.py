@@ -6,10 +6,28 @@ import click
 
 from canon.plan.change import Action, Plan
 
-_COLOURS = {Action.RUN: "yellow", Action.RESTORE: "cyan", Action.PIN: "magenta"}
+_COLOURS = {
+    Action.RUN: "yellow",
+    Action.RESTORE: "cyan",
+    Action.PIN: "magenta",
+    Action.UPDATE: "red",
+}
 
 
 def render_plan(plan: Plan, *, verb: str) -> str:
+    text = _render_pending(plan, verb=verb)
+    reports = plan.reports
+    if reports:
+        lines = ["", "Data sources differ from their pins (stages use the pins; "
+                 "`canon data update NAME` re-pins on purpose):"]
+        for change in reports:
+            lines.append(click.style(f"{'drift':<8}", fg="red") + change.address)
+            lines += [f"          {why.describe()}" for why in change.reasons]
+        text += "\n" + "\n".join(lines)
+    return text
+
+
+def _render_pending(plan: Plan, *, verb: str) -> str:
     pending = plan.pending
     profile = f" (profile {plan.profile})" if plan.profile else ""
     if not pending:

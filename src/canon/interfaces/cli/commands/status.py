@@ -15,10 +15,10 @@ from canon.interfaces.cli.planview import render_plan
 def command(ctx: click.Context, targets: tuple[str, ...], as_json: bool) -> int:
     from canon.apply.session import make_plan
 
-    planned = make_plan(root_of(ctx), profile=profile_of(ctx), targets=targets)
+    planned = make_plan(root_of(ctx), profile=profile_of(ctx), targets=targets, drift=True)
     plan = planned.plan
     if as_json:
-        print_json({**plan.to_dict(), "up_to_date": plan.up_to_date})
+        print_json({**plan.to_dict(), "up_to_date": plan.up_to_date, "drift": plan.drift})
     else:
         click.echo(render_plan(plan, verb="status"))
     return 0 if plan.up_to_date else 1
