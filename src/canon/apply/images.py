@@ -237,9 +237,11 @@ def _copy_from(source: ImageLayout, target: ImageLayout) -> FetchBase:
 def _fetcher(root: Path, given: FetchBase | None) -> FetchBase:
     if given is not None:
         return given
-    from canon.apply.registries import fetch_base_image
 
     def fetch(reference: str, platform: str) -> oci.Descriptor:
+        # imported here: httpx costs ~0.1 s, and a no-change build never needs it
+        from canon.apply.registries import fetch_base_image
+
         return fetch_base_image(root, reference, platform)
 
     return fetch
