@@ -29,34 +29,25 @@ from pathlib import Path
 from typing import Any
 
 from canon.declare.project import QuerySpec
-from canon.digest import hash_bytes
+from canon.digest import hash_file
 from canon.errors import QueryError
 from canon.executors.subsets import connect_duckdb
 from canon.stores.objects import ObjectStore
 from canon.stores.records import Content
 from canon.urls import redact
 
-__all__ = ["BATCH", "query_spec", "run_query"]
+__all__ = ["BATCH", "run_query"]
 
 BATCH = 10_000
 _AS_OF = re.compile(r"(?<![:\w]):as_of\b")
 _FILE_URL = re.compile(r"^(duckdb|sqlite)(\+\w+)?:///(?!/)(.+)$")
 
 
-def query_spec(spec: QuerySpec) -> dict[str, Any]:
-    """What the lock records about a query (never its credentials)."""
-    out: dict[str, Any] = {
-        "query": hash_bytes(spec.text.encode()),
-        "database": redact(spec.database),
-        "format": spec.format,
-    }
-    if spec.as_of is not None:
-        out["as_of"] = spec.as_of
-    return out
-
-
-def run_query(name: str, spec: QuerySpec, root: Path, store: ObjectStore, scratch: Path) -> Content:
-    """Run ``spec`` and store its canonical result; its content."""
+def run_query(
+    name: str, spec: QuerySpec, root: Path, store: ObjectStore | None, scratch: Path
+) -> Content:
+    """Run ``spec`` and store its canonical result in ``store`` (``None``: only
+    digest it, as ``canon data status`` does to check the query is immutable)."""
     scratch.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="query-", dir=scratch))
     try:
@@ -78,7 +69,7 @@ def run_query(name: str, spec: QuerySpec, root: Path, store: ObjectStore, scratc
             raise _error(name, spec, exc) from exc
         finally:
             con.close()
-        digest = store.add_file(out)
+        digest = hash_file(out) if store is None else store.add_file(out)
         return Content(digest, out.stat().st_size, 1, False)
     finally:
         shutil.rmtree(work, ignore_errors=True)

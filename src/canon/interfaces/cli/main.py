@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dag": ("dag", "Print the pipeline graph (text, mermaid or dot)."),
     "log": ("log", "Show the ledger of past applies and the stages they ran."),
     "schema": ("schema", "Print the JSON Schema of canon.yaml for editors."),
+    "data": ("data", "Declared datasets: ls, status (drift), update (re-pin), add."),
     "build": ("build", "Build the declared images that are out of date (--check: compare)."),
     "images": ("images", "List the built images, their layers and sizes."),
     "push-image": ("push_image", "Push built images to a registry (only the missing blobs)."),
