@@ -189,7 +189,8 @@ def bench_many(work: Path, runs: int, files: int, store: bool) -> None:
             snap = ContentReader(root, cache).snapshot("data")
         assert snap is not None and snap[1] is not None
         manifest = snap[1]
-        objects = ObjectStore(work / "store")
+        run_id = f"{os.getpid()}-{time.monotonic_ns()}"  # always fresh, never a leftover
+        objects = ObjectStore(work / f"store-{run_id}")
         row(
             "store the tree (fresh object store, 1 run)",
             timed(lambda: objects.add_tree(root / "data", manifest), 1),
@@ -198,7 +199,7 @@ def bench_many(work: Path, runs: int, files: int, store: bool) -> None:
             "store it again (all present)",
             timed(lambda: objects.add_tree(root / "data", manifest), runs),
         )
-        out = work / "restored" / "data"
+        out = work / f"restored-{run_id}" / "data"
         row(
             "restore it, verified (1 run)",
             timed(lambda: objects.restore(manifest.digest, out, is_dir=True), 1),
@@ -224,8 +225,11 @@ def main(argv: list[str] | None = None) -> None:
         bench_many(work, a.runs, a.files, not a.no_store)
     finally:
         if not a.keep:
-            for name in ("big", "store", "restored"):
-                shutil.rmtree(work / name, ignore_errors=True)
+            shutil.rmtree(work / "big", ignore_errors=True)
+            for p in work.glob("store-*"):
+                shutil.rmtree(p, ignore_errors=True)
+            for p in work.glob("restored-*"):
+                shutil.rmtree(p, ignore_errors=True)
 
 
 if __name__ == "__main__":

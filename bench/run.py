@@ -52,8 +52,14 @@ REPRODUCE = "make bench  # = python bench/run.py --md docs/benchmarks.md"
 
 # Stage commands run `python3` from PATH: put the interpreter running this script
 # first, so both tools run the same python3 (and not, say, a slow pyenv shim).
+# Bytecode: users run canon and DVC with compiled .pyc files (pip compiles on install).
+# canon here is an editable install whose src/ may have none, and a session may set
+# PYTHONDONTWRITEBYTECODE; so every measured command gets a bytecode cache under
+# bench/results/ (git-ignored), compiled before measuring (see prime_bytecode).
+PYCACHE = os.path.join(HERE, "results", "pycache")
 ENV = dict(
-    os.environ,
+    {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+    PYTHONPYCACHEPREFIX=os.environ.get("PYTHONPYCACHEPREFIX") or PYCACHE,
     PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
     DVC_NO_ANALYTICS="1",
     GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.com",
@@ -721,7 +727,10 @@ def render(b: Bench, info: list[tuple[str, str]], elapsed: float) -> str:
            f"This run: `python bench/run.py {' '.join(a.argv)}` — {elapsed / 60:.1f} min; "
            f"sizes: {a.stages} stages, {a.files} files, {a.big_mib} MiB; "
            f"{a.runs} runs for quick commands, {a.slow_runs} for slow or fresh-copy ones; "
-           f"page cache filled before write-heavy runs: {'yes' if a.fill_pagecache else 'no'}.",
+           f"page cache filled before write-heavy runs: {'yes' if a.fill_pagecache else 'no'}; "
+           f"Python bytecode cached (PYTHONPYCACHEPREFIX) and "
+           f"{'compiled before measuring' if a.prime_bytecode else 'written by the first runs'}, "
+           "as after `pip install`.",
            "", "## Machine", "", "| | |", "|---|---|"]
     out += [f"| {k} | {v} |" for k, v in info]
     out += ["", "Each figure is the median wall time of one whole command (startup included). "
@@ -788,6 +797,40 @@ def ensure_dvc(venv: str) -> str:
     return dvc
 
 
+def interpreter_of(script: str) -> str | None:
+    """The python a console script runs with (its #! line)."""
+    try:
+        with open(script, "rb") as f:
+            first = f.readline().decode(errors="replace")
+    except OSError:
+        return None
+    if first.startswith("#!") and "python" in first:
+        return first[2:].split()[0]
+    return None
+
+
+def prime_bytecode(pythons: Sequence[str]) -> None:
+    """Compile everything each interpreter can import (stdlib, site-packages, an editable
+    canon's src/) into the bytecode cache, untimed, so no measured command pays for
+    compiling; later runs only check timestamps."""
+    t0 = time.perf_counter()
+    code = ("import os, sys\n"
+            "dirs = [p for p in sys.path if os.path.isdir(p)]\n"
+            "try:\n"
+            "    import canon\n"
+            "    dirs.append(os.path.dirname(canon.__file__))\n"
+            "except ImportError:\n"
+            "    pass\n"
+            "print(chr(10).join(dirs))\n")
+    for py in dict.fromkeys(pythons):
+        dirs = subprocess.run([py, "-c", code], env=ENV, capture_output=True, text=True,
+                              check=False).stdout.split()
+        subprocess.run([py, "-m", "compileall", "-q", "-j", "0", *dirs], env=ENV,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    print(f"(bytecode cache {ENV['PYTHONPYCACHEPREFIX']} ready in "
+          f"{time.perf_counter() - t0:.0f} s)", flush=True)
+
+
 def default_canon() -> str:
     found = shutil.which("canon", path=ENV["PATH"])
     local = os.path.join(REPO, ".venv", "bin", "canon")
@@ -813,6 +856,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fill-pagecache", action=argparse.BooleanOptionalAction, default=None,
                     help="fill free memory with a cached file before write-heavy runs "
                          "(default: on, off with --smoke)")
+    ap.add_argument("--prime-bytecode", action=argparse.BooleanOptionalAction, default=None,
+                    help="compile both tools' Python code into the bytecode cache before "
+                         "measuring (default: on, off with --smoke)")
     ap.add_argument("--smoke", action="store_true",
                     help="tiny sizes, 1 run each: checks the script end to end in < 1 min")
     ap.add_argument("--timeout", type=float, default=None,
@@ -822,7 +868,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     a.argv = sys.argv[1:] if argv is None else argv
     small = {"runs": 1, "slow_runs": 1, "files": 500, "big_mib": 16, "stages": 5,
-             "fill_pagecache": False, "timeout": 120.0}
+             "fill_pagecache": False, "prime_bytecode": False, "timeout": 120.0}
     full = {"runs": 5, "slow_runs": 3, "files": 50000, "big_mib": 1024, "stages": 100,
             "fill_pagecache": True, "timeout": 1800.0}
     for k, v in (small if a.smoke else full).items():
@@ -833,6 +879,9 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.exists(a.canon):
         sys.exit(f"canon not found at {a.canon}: run `make install` or pass --canon")
     a.dvc = ensure_dvc(os.path.abspath(a.dvc_venv))
+    if a.prime_bytecode:
+        prime_bytecode([p for p in (interpreter_of(a.canon), interpreter_of(a.dvc),
+                                    sys.executable) if p])
 
     b = Bench(a)
     if os.path.isdir(b.root) and os.listdir(b.root):
