@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -55,7 +56,9 @@ from canon.errors import StateError
 
 PACK_MAGIC = b"canon-pack 1\n"
 INDEX_MAGIC = "canon-pack-index 1"
-PACK_TARGET = 16 << 20  # bytes of objects per pack before a new one is started
+# Bytes of objects per pack before a new one is started (CANON_PACK_TARGET: tests
+# use small packs to get many of them from little data).
+PACK_TARGET = int(os.environ.get("CANON_PACK_TARGET", 16 << 20))
 SMALL_OBJECT = 2 << 20  # objects up to this size go into packs; larger ones stay whole
 _HEX = frozenset("0123456789abcdef")
 
