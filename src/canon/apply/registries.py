@@ -69,12 +69,20 @@ def push_image(
     manifest_bytes = layout.read_bytes(record.digest)
     manifest = oci.parse_manifest(manifest_bytes)
     uploaded = skipped = 0
+    spec = project.artifacts.get(name)
+    base_repo = None
+    if spec is not None and spec.base is not None:
+        base_repo = Reference.parse(f"{target}/{spec.base}").repository
+    base_layers: set[str] = set()
+    if record.base is not None and layout.has_blob(record.base):
+        base_layers = {b.digest for b in oci.parse_manifest(layout.read_bytes(record.base)).layers}
     with RegistryClient(ref.host) as client:
         for blob in (*manifest.layers, manifest.config):
             layout.verify(blob.digest, blob.size)
             path = layout.blob_path(blob.digest)
             sizes = {} if chunk is None else {"chunk": chunk, "monolithic_max": chunk}
-            sent = client.push_blob(ref.repository, blob, path.open, **sizes)
+            mount = base_repo if blob.digest in base_layers else None
+            sent = client.push_blob(ref.repository, blob, path.open, mount_from=mount, **sizes)
             uploaded, skipped = uploaded + sent, skipped + (not sent)
         client.put_manifest(ref.repository, ref.tag or "latest", manifest_bytes, oci.MANIFEST)
         sent_bytes = client.bytes_uploaded

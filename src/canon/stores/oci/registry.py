@@ -141,7 +141,10 @@ class RegistryClient:
         stream: bool = False,
     ) -> httpx.Response:
         idempotent = method in ("GET", "HEAD")
-        target = httpx.URL(url if isinstance(url, str) and "://" in url else f"{self.base}{url}")
+        if isinstance(url, httpx.URL):
+            target = url
+        else:
+            target = httpx.URL(url if "://" in url else f"{self.base}{url}")
         attempt = 0
         authed = False
         redirects = 0
@@ -267,12 +270,23 @@ class RegistryClient:
         *,
         chunk: int = CHUNK,
         monolithic_max: int = MONOLITHIC_MAX,
+        mount_from: str | None = None,
     ) -> bool:
-        """Upload a blob unless the registry has it; True when bytes were sent."""
+        """Upload a blob unless the registry has it; True when bytes were sent.
+
+        With ``mount_from`` (another repository of this registry that has the
+        blob, e.g. the base image's), the registry is first asked to mount it
+        there (spec.md "Mounting a blob from another repository"): no bytes move."""
         if self.has_blob(repository, descriptor.digest):
             return False
         scope = f"repository:{repository}:pull,push"
-        start = self.request("POST", f"/v2/{repository}/blobs/uploads/", scope=scope, ok=(202,))
+        url = f"/v2/{repository}/blobs/uploads/"
+        if mount_from is not None:
+            scope += f" repository:{mount_from}:pull"
+            url += f"?mount={descriptor.digest}&from={mount_from}"
+        start = self.request("POST", url, scope=scope, ok=(201, 202))
+        if start.status_code == 201:
+            return False  # mounted
         location = start.request.url.join(start.headers["location"])
         with open_blob("rb") as f:
             if descriptor.size <= monolithic_max:
