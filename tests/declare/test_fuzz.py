@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from canon.declare import Project, load_project
-from canon.declare.project import DataKind, DepKind
 from canon.declare.paths import normalise_path
+from canon.declare.project import DataKind, DepKind
 from canon.errors import CanonError, DeclarationError
 
 from .conftest import VALID_CANON, VALID_PARAMS

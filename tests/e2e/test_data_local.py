@@ -19,7 +19,7 @@ COUNT = "import sys; rows = open(sys.argv[1]).read().splitlines(); open(sys.argv
 def declare(ws: Workspace, data: dict[str, object], reads: str) -> None:
     ws.write({"count.py": COUNT})
     doc = {"project": "t", "data": data,
-           "stages": {"count": {"cmd": [sys.executable, "count.py", "${data.%s}" % reads, "n.txt"],
+           "stages": {"count": {"cmd": [sys.executable, "count.py", f"${{data.{reads}}}", "n.txt"],
                                 "deps": ["count.py", f"data.{reads}"], "outs": ["n.txt"]}}}
     ws.write({"canon.yaml": yaml.safe_dump(doc, sort_keys=False)})
 

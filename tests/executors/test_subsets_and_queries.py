@@ -64,7 +64,7 @@ def test_sample_keeps_rows_by_content_so_appends_keep_the_earlier_choice(
 def test_filter_is_sql_over_the_rows(store: ObjectStore, tmp_path: Path) -> None:
     out = rows(store, subset(store, tmp_path, put(store, CSV), filter="weather = 'sun' AND v > 5"))
     assert len(out) - 1 == sum(1 for i in range(1000) if i % 3 == 0 and i % 7 > 5)
-    with pytest.raises(DataError, match="cannot take the subset of w.csv"):
+    with pytest.raises(DataError, match=r"cannot take the subset of w\.csv"):
         subset(store, tmp_path, put(store, CSV), filter="no_such_column > 1")
     with pytest.raises(DataError, match="one SQL expression"):
         subset(store, tmp_path, put(store, CSV), filter="true; DROP TABLE x")
@@ -130,6 +130,6 @@ def test_query_errors_are_typed_and_redacted(store: ObjectStore, tmp_path: Path)
     make_duckdb(tmp_path / "w.duckdb", SALES)
     with pytest.raises(QueryError, match="uses :as_of but the dataset declares no as_of"):
         run_query("q", QuerySpec(QUERY, "duckdb:///w.duckdb"), tmp_path, store, tmp_path)
-    with pytest.raises(QueryError, match="the query against duckdb:///w.duckdb failed"):
+    with pytest.raises(QueryError, match=r"the query against duckdb:///w\.duckdb failed"):
         run_query("q", QuerySpec("SELECT nope FROM sales", "duckdb:///w.duckdb"), tmp_path, store,
                   tmp_path)

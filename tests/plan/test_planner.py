@@ -22,8 +22,8 @@ from canon.declare.project import (
 from canon.digest import Digest, hash_bytes
 from canon.graph.pipeline import build_pipeline
 from canon.plan.change import Action, Plan, Reason
-from canon.plan.key import stage_key
 from canon.plan.data import pin_spec
+from canon.plan.key import stage_key
 from canon.plan.observed import DataObservation, Observed
 from canon.plan.planner import PlanOptions, UnknownTargetError, plan
 from canon.stores.records import (

@@ -21,9 +21,9 @@ from canon.stores.records import (
     LOCK_VERSION,
     Content,
     DatasetRecord,
+    ImageRecord,
     Lock,
     ProfileState,
-    ImageRecord,
     StageRecord,
     SubsetOf,
 )
