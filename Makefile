@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test lint typecheck unit bench clean system-deps
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,8 +31,21 @@ typecheck: install
 unit: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q
 
+# System tools the image tests start for real (COMPONENTS.md): the CNCF registry, skopeo,
+# podman + runc, debootstrap. As root on a fresh machine (CI), install what is missing
+# (one apt-get update first); otherwise say what is missing and let those tests skip.
+SYSTEM_TOOLS := docker-registry skopeo podman runc debootstrap
+system-deps:
+	@missing=""; for t in $(SYSTEM_TOOLS); do \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_TOOLS); \
+	else echo "missing (image tests will skip):$$missing"; fi
+
 # Lint, import layering, mypy --strict on src/, then the whole test suite.
-test: lint typecheck unit
+test: system-deps lint typecheck unit
 
 bench: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/run.py --md docs/benchmarks.md
