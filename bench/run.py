@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """canon vs DVC on the same workloads, in one run: medians, ratios, targets.
 
-    python bench/run.py [--md docs/benchmarks.md] [--smoke] [--only w3,startup,w2,w1]
+    python bench/run.py [--md docs/benchmarks.md] [--smoke] [--only w3,startup,w2,w1,w5]
         [--runs 5] [--slow-runs 3] [--files 50000] [--big-mib 1024] [--stages 100]
         [--work DIR] [--canon PATH] [--dvc-venv DIR] [--[no-]fill-pagecache] [--keep]
 
@@ -739,7 +739,8 @@ def render(b: Bench, info: list[tuple[str, str]], elapsed: float) -> str:
             "steady-state ones get one unrecorded warm-up run.", ""]
     titles = {"W3": f"W3: {a.stages}-stage pipeline (chain)",
               "W3L": f"W3: {a.stages}-stage pipeline in layers of 10 (parallel)",
-              "Startup": "Startup", "W2": "W2: many small files", "W1": "W1: one big file"}
+              "Startup": "Startup", "W2": "W2: many small files", "W1": "W1: one big file",
+              "W5": "W5: push and pull of the many small files (local remote, S3)"}
     seen: list[str] = []
     for r in b.rows:
         if r.wl not in seen:
@@ -859,6 +860,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prime-bytecode", action=argparse.BooleanOptionalAction, default=None,
                     help="compile both tools' Python code into the bytecode cache before "
                          "measuring (default: on, off with --smoke)")
+    ap.add_argument("--s3", action=argparse.BooleanOptionalAction, default=True,
+                    help="W5: also measure against a moto S3 server (default on)")
+    ap.add_argument("--s3-runs", type=int, default=1, help="W5: runs of each S3 command (1)")
     ap.add_argument("--smoke", action="store_true",
                     help="tiny sizes, 1 run each: checks the script end to end in < 1 min")
     ap.add_argument("--timeout", type=float, default=None,
@@ -899,7 +903,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"work folder {b.root} ({free:.0f} GiB free); {os.cpu_count()} cpus", flush=True)
 
     t0 = time.perf_counter()
-    steps = {"w3": w3, "startup": startup, "w2": w2, "w1": w1}
+    import w5 as w5_module  # bench/w5.py: push/pull (W5), kept in its own file
+
+    steps = {"w3": w3, "startup": startup, "w2": w2, "w1": w1,
+             "w5": lambda bench: w5_module.w5(bench, globals())}
     try:
         for name in a.only.split(","):
             name = name.strip().lower()

@@ -23,7 +23,7 @@ from canon.events import Emit
 from canon.observe.workspace import Workspace
 from canon.stores.lockfile import read_lock
 from canon.stores.references import Root, lock_roots, unknown_targets
-from canon.stores.remotes import DEFAULT_JOBS, open_remote
+from canon.stores.remotes import DEFAULT_JOBS, LazyRemote
 from canon.stores.remotes.catalog import record_dir_for
 from canon.stores.repolock import RepoLock
 
@@ -70,7 +70,7 @@ def _transfer(
 ) -> Transfer:
     spec = choose_remote(project, remote_name)
     n = jobs or spec.jobs or DEFAULT_JOBS
-    remote = open_remote(spec, root, jobs=n)
+    remote = LazyRemote(spec, root, jobs=n)
     state = root / STATE_DIR
     return Transfer(Workspace(root).store, remote, record_dir_for(state, remote), emit, jobs=n)
 

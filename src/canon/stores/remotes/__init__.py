@@ -12,15 +12,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from canon.declare.project import RemoteSpec
-from canon.stores.remotes.protocol import Remote
-from canon.urls import scheme_of
+from canon.stores.remotes.protocol import Remote, RemoteFile
+from canon.urls import redact, scheme_of
 
 DEFAULT_JOBS = 8
 
-__all__ = ["DEFAULT_JOBS", "Remote", "open_remote"]
+__all__ = ["DEFAULT_JOBS", "LazyRemote", "Remote", "open_remote"]
 
 
 def open_remote(spec: RemoteSpec, root: Path, *, jobs: int | None = None) -> Remote:
@@ -39,3 +40,48 @@ def open_remote(spec: RemoteSpec, root: Path, *, jobs: int | None = None) -> Rem
         region=spec.region,
         jobs=jobs or spec.jobs or DEFAULT_JOBS,
     )
+
+
+class LazyRemote:
+    """A remote opened on first use: a pull or fetch with nothing to download never
+    imports s3fs/botocore (~0.5 s) nor contacts the remote."""
+
+    def __init__(self, spec: RemoteSpec, root: Path, *, jobs: int | None = None) -> None:
+        self._open: Callable[[], Remote] = lambda: open_remote(spec, root, jobs=jobs)
+        self._remote: Remote | None = None
+        local = scheme_of(spec.url) in (None, "file")
+        shown = redact(spec.url)
+        if local:
+            path = spec.url[len("file://") :] if spec.url.startswith("file://") else spec.url
+            shown = str((root / Path(path).expanduser()).resolve())
+        elif spec.endpoint_url:
+            shown = f"{shown.rstrip('/')} (endpoint {redact(spec.endpoint_url)})"
+        self._display = shown
+
+    @property
+    def remote(self) -> Remote:
+        if self._remote is None:
+            self._remote = self._open()
+        return self._remote
+
+    @property
+    def display(self) -> str:
+        return self._display
+
+    def list(self, prefix: str) -> Mapping[str, RemoteFile]:
+        return self.remote.list(prefix)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.remote.put_bytes(key, data)
+
+    def put_file(self, key: str, path: Path) -> None:
+        self.remote.put_file(key, path)
+
+    def get_bytes(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        return self.remote.get_bytes(key, start, end)
+
+    def get_file(self, key: str, sink: Callable[[bytes], None]) -> None:
+        self.remote.get_file(key, sink)
+
+    def delete(self, keys: Sequence[str]) -> None:
+        self.remote.delete(keys)
