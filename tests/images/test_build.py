@@ -140,3 +140,23 @@ def test_layers_are_gzip_n_compatible(toy: Project, level: int) -> None:
     assert subprocess.run(["gzip", "-t"], input=blob).returncode == 0
     raw = subprocess.run(["gzip", "-dc"], input=blob, capture_output=True, check=True).stdout
     assert raw == gzip.decompress(blob)
+
+
+def test_status_says_why_and_apply_builds_after_the_stages(toy: Project) -> None:
+    done = toy.canon("status", check=False)
+    assert done.returncode == 1
+    assert "build   image.base\n          NEVER_BUILT" in done.stdout
+    assert "build   image.model\n          UPSTREAM_CHANGED train\n          UPSTREAM_CHANGED base" in done.stdout
+    applied = toy.canon("apply")
+    assert "built image.model sha256:" in applied.stdout + applied.stderr
+    assert toy.canon("status").stdout.startswith("Everything is up to date")
+    (toy.root / "train.py").write_text(
+        (toy.root / "train.py").read_text().replace("0.5, 2.0", "0.25, 2.0"))
+    toy.git("commit", "-qam", "retrain")
+    out = toy.canon("status", check=False).stdout
+    assert "run     stage.train" in out and "UPSTREAM_CHANGED train" in out
+    assert "build   image.base\n          INPUTS_CHANGED" in out
+    before = toy.digest("model")
+    toy.canon("apply")
+    assert toy.digest("model") != before
+    assert toy.canon("status").stdout.startswith("Everything is up to date")

@@ -102,63 +102,79 @@ def build_images(
     emit: Emit,
     fetch_base: FetchBase | None = None,
 ) -> BuildResult:
-    """Build what is out of date (or everything named, with ``force``) and record it."""
+    """Build what is out of date (or everything named, with ``force``) and record it,
+    holding the workspace lock."""
     from canon.stores.repolock import RepoLock
 
+    with RepoLock(root / ".canon" / "apply.lock") as repo_lock:
+        repo_lock.acquire(["canon", "build", *names])
+        return build_locked(
+            root, profile=profile, names=names, force=force, emit=emit, fetch_base=fetch_base
+        )
+
+
+def build_locked(
+    root: Path,
+    *,
+    profile: str | None,
+    names: Sequence[str] = (),
+    force: bool = False,
+    emit: Emit,
+    fetch_base: FetchBase | None = None,
+) -> BuildResult:
+    """``build_images`` for a caller that already holds the workspace lock (apply)."""
     project = load_project_memoised(root, profile=profile)
     selected = _select(project, names)
     layout = layout_of(root)
-    with RepoLock(root / ".canon" / "apply.lock") as repo_lock:
-        repo_lock.acquire(["canon", "build", *names])
-        lock = read_lock(root)
-        state = lock.state(project.profile)
-        commit = resolve_commit(root)
-        states = image_states(root, project, state, has_manifest=layout.has_blob, commit=commit.id)
-        dirty = tracked_changes(root)
-        built: list[Built] = []
-        current: dict[str, Built] = {}
-        builder = ImageBuilder(root, project, layout, state, _fetcher(root, fetch_base))
-        for name in selected:
-            spec = project.artifacts[name]
-            st = states[name]
-            record = state.images.get(name)
-            if st.up_to_date and record is not None and not force:
-                current[name] = _built_from_record(spec, record, layout)
-                emit(ImageBuilt(name, record.digest, "up-to-date", record.size))
-                continue
-            if dirty and spec.kind is ArtifactKind.BASE:
-                emit(
-                    Notice(
-                        f"image {name}: built from commit {commit.id[:12]}; "
-                        f"{len(dirty)} uncommitted change(s) are not in it "
-                        f"({', '.join(dirty[:3])})"
-                    )
-                )
-            started = time.monotonic()
-            if spec.kind is ArtifactKind.BASE:
-                result = builder.build_base(spec, commit)
-            else:
-                result = builder.build_model(spec, current[spec.base or ""])
-            for notice in result.notices:
-                emit(Notice(notice))
-            current[name] = result
-            built.append(result)
-            state = state.with_image(name, _record(result))
-            builder.state = state
-            write_lock(root, lock.with_state(project.profile, state))
-            lock = lock.with_state(project.profile, state)
+    lock = read_lock(root)
+    state = lock.state(project.profile)
+    commit = resolve_commit(root)
+    states = image_states(root, project, state, has_manifest=layout.has_blob, commit=commit.id)
+    dirty = tracked_changes(root)
+    built: list[Built] = []
+    current: dict[str, Built] = {}
+    builder = ImageBuilder(root, project, layout, state, _fetcher(root, fetch_base))
+    for name in selected:
+        spec = project.artifacts[name]
+        st = states[name]
+        record = state.images.get(name)
+        if st.up_to_date and record is not None and not force:
+            current[name] = _built_from_record(spec, record, layout)
+            emit(ImageBuilt(name, record.digest, "up-to-date", record.size))
+            continue
+        if dirty and spec.kind is ArtifactKind.BASE:
             emit(
-                ImageBuilt(
-                    name,
-                    result.manifest.digest,
-                    "built",
-                    result.size,
-                    len(result.layers),
-                    st.reasons,
-                    time.monotonic() - started,
+                Notice(
+                    f"image {name}: built from commit {commit.id[:12]}; "
+                    f"{len(dirty)} uncommitted change(s) are not in it "
+                    f"({', '.join(dirty[:3])})"
                 )
             )
-        return BuildResult(tuple(built), states)
+        started = time.monotonic()
+        if spec.kind is ArtifactKind.BASE:
+            result = builder.build_base(spec, commit)
+        else:
+            result = builder.build_model(spec, current[spec.base or ""])
+        for notice in result.notices:
+            emit(Notice(notice))
+        current[name] = result
+        built.append(result)
+        state = state.with_image(name, _record(result))
+        builder.state = state
+        write_lock(root, lock.with_state(project.profile, state))
+        lock = lock.with_state(project.profile, state)
+        emit(
+            ImageBuilt(
+                name,
+                result.manifest.digest,
+                "built",
+                result.size,
+                len(result.layers),
+                st.reasons,
+                time.monotonic() - started,
+            )
+        )
+    return BuildResult(tuple(built), states)
 
 
 def check_images(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -77,6 +77,11 @@ def make_plan(
         stages = pipeline.select(targets) if targets else None
         commit = head_commit(root) if with_commit else None
         observed = observe(project, pipeline, ws, stages, commit=commit, drift=drift)
+        if project.artifacts and not targets:
+            from canon.observe.images import observe_images
+
+            images = observe_images(root, project, observed.lock.state(project.profile))
+            observed = replace(observed, images=images)
         return Planned(project, pipeline, observed, plan(project, pipeline, observed, options))
     finally:
         if own:
@@ -163,6 +168,12 @@ def run_apply(
                 status = "interrupted"
                 try:
                     result = applier.apply(current, planned.observed.environment, apply_id)
+                    if result.ok and any(c.kind == "image" for c in current.pending):
+                        from canon.apply.images import build_locked
+
+                        built = build_locked(root, profile=profile, names=(), emit=emit)
+                        for image in built.built:
+                            emit(Notice(f"built image.{image.name} {image.manifest.digest}"))
                     status = "succeeded" if result.ok else "failed"
                     return result
                 except CanonError:

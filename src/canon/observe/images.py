@@ -26,6 +26,7 @@ from typing import Any
 from canon.declare.project import ArtifactKind, ArtifactSpec, Project
 from canon.digest import Digest, hash_bytes, hash_file
 from canon.errors import ImageError
+from canon.plan.observed import ImageObservation
 from canon.stores.oci.spec import canonical_json
 from canon.stores.records import ImageRecord, ProfileState
 
@@ -190,4 +191,45 @@ def image_states(
             elif has_manifest is not None and not has_manifest(record.digest):
                 reasons.append(IMAGE_MISSING)
         found[spec.name] = ImageState(spec.name, spec.kind, key, record, tuple(reasons))
+    return found
+
+
+def observe_images(
+    root: Path, project: Project, state: ProfileState
+) -> dict[str, ImageObservation]:
+    """Each artifact's key now and whether its recorded image is stored, for the planner.
+
+    Never raises for a workspace that cannot say (no commit yet, a model file
+    not produced yet): the key is None and ``problem`` says why."""
+    if not project.artifacts:
+        return {}
+    blobs = root / ".canon" / "images" / "blobs" / "sha256"
+
+    def stored(name: str) -> bool:
+        record = state.images.get(name)
+        return record is not None and (blobs / record.digest[len("sha256:") :]).is_file()
+
+    try:
+        head: str | None = resolve_commit(root).id
+    except ImageError as exc:
+        head, problem = None, exc.message
+    found: dict[str, ImageObservation] = {}
+    for spec in ordered(project):
+        key: Digest | None = None
+        why: str | None = None
+        try:
+            if head is None:
+                why = problem
+            elif spec.kind is ArtifactKind.BASE:
+                key = base_key(root, project, spec, head)
+            else:
+                base = state.images.get(spec.base or "")
+                if base is None:
+                    why = f"{spec.base} is not built"
+                else:
+                    provenance = model_provenance(root, spec, state, base.digest, base.commit)
+                    key = model_key(spec, provenance)
+        except ImageError as exc:
+            why = exc.message
+        found[spec.name] = ImageObservation(key, stored(spec.name), why)
     return found

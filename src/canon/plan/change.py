@@ -19,6 +19,7 @@ class Action(StrEnum):
     RESTORE = "restore"  # bring outputs back from the cache (inputs seen before)
     PIN = "pin"  # record a dataset's content in the lock and the cache
     UPDATE = "update"  # the declaration no longer matches the pin: `canon data update NAME`
+    BUILD = "build"  # build an image (artifacts:) and record its digest
     NOOP = "noop"
 
 
@@ -47,6 +48,9 @@ class Reason(StrEnum):
     QUERY_CHANGED = "QUERY_CHANGED"  # the declared query / database / as_of is not the pinned one
     SUBSET_CHANGED = "SUBSET_CHANGED"  # the declared sample / filter / seed changed
     FORCED = "FORCED"
+    NEVER_BUILT = "NEVER_BUILT"  # an artifact with no image recorded
+    INPUTS_CHANGED = "INPUTS_CHANGED"  # an image's key (everything that goes into it) changed
+    IMAGE_MISSING = "IMAGE_MISSING"  # recorded, but not in .canon/images
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,17 @@ class DataObservation:
 
 
 @dataclass(frozen=True)
+class ImageObservation:
+    """One artifact's image: the key its inputs give now (None when it cannot be
+    known before something else is built or run) and whether the recorded
+    image is still stored."""
+
+    key: Digest | None = None
+    stored: bool = False
+    problem: str | None = None  # why the key is unknown (not committed, file missing…)
+
+
+@dataclass(frozen=True)
 class Observed:
     lock: Lock
     contents: Mapping[str, Content | None]  # workspace path -> content (None: missing)
@@ -35,3 +46,4 @@ class Observed:
     cached: frozenset[Digest] = frozenset()  # output digests present in the object store
     commit: str | None = None
     data: Mapping[str, DataObservation] = field(default_factory=dict)  # dataset name -> seen
+    images: Mapping[str, ImageObservation] = field(default_factory=dict)  # artifact -> seen

@@ -21,6 +21,7 @@ from canon.errors import CanonError
 from canon.graph.pipeline import Pipeline, overlaps
 from canon.plan.change import Action, Change, Plan, Reason, Why
 from canon.plan.data import plan_data
+from canon.plan.images import plan_images
 from canon.plan.key import canonical_json, stage_key
 from canon.plan.observed import Observed
 from canon.stores.records import Content, ProfileState, StageRecord
@@ -64,6 +65,8 @@ def plan(project: Project, pipeline: Pipeline, observed: Observed, options: Plan
             for out in stage.outs:
                 expected[out] = outs.get(out)
         changes.append(change)
+    if project.artifacts and not options.targets:
+        changes += plan_images(project, state, observed.images, actions)
 
     return Plan(
         changes=tuple(changes),
