@@ -685,6 +685,53 @@ def loadavg() -> str:
         return "?"
 
 
+class LoadSampler:
+    """Samples the 1-minute load average every few seconds during the run: other work on
+    the machine (a test suite, another benchmark) makes every figure noisier, and the
+    report says so rather than hiding it."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._every = every
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, ValueError, IndexError), \
+                    open("/proc/loadavg") as f:
+                self.samples.append(float(f.read().split()[0]))
+            self._stop.wait(self._every)
+
+    def start(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> str:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        if not self.samples:
+            return "?"
+        return (f"mean {statistics.mean(self.samples):.2f}, max {max(self.samples):.2f} "
+                f"({len(self.samples)} samples)")
+
+    def busy(self, ncpu: int) -> bool:
+        # the benchmark itself keeps about one core busy
+        return bool(self.samples) and statistics.mean(self.samples) > max(1.5, 0.75 * ncpu)
+
+
+def wait_quiet(seconds: float) -> None:
+    """Wait (up to `seconds`) until the 1-minute load average is below 1."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with open("/proc/loadavg") as f:
+            load = float(f.read().split()[0])
+        if load < 1.0:
+            return
+        print(f"(waiting for a quieter machine: load average {load:.2f})", flush=True)
+        time.sleep(15)
+
+
 def machine_info(b: Bench) -> list[tuple[str, str]]:
     cpu = "?"
     try:
@@ -867,6 +914,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="tiny sizes, 1 run each: checks the script end to end in < 1 min")
     ap.add_argument("--timeout", type=float, default=None,
                     help="kill a timed command after this many seconds (1800; smoke 120)")
+    ap.add_argument("--wait-quiet", type=float, default=0, metavar="S",
+                    help="first wait up to S seconds for the 1-min load average to drop below 1")
     ap.add_argument("--keep", action="store_true", help="keep the work folder afterwards")
     ap.add_argument("--md", default=None, help="write the report to this markdown file")
     a = ap.parse_args(argv)
@@ -896,7 +945,10 @@ def main(argv: list[str] | None = None) -> int:
     open(b.p(MARKER), "w").close()
     free = shutil.disk_usage(b.root).free / 2**30
     b.dvc_version = sh(f"{a.dvc} --version").strip()
+    if a.wait_quiet:
+        wait_quiet(a.wait_quiet)
     info = machine_info(b)
+    sampler = LoadSampler().start()
     print(f"DVC {b.dvc_version} ({a.dvc})")
     print(f"canon {dict(info)['canon']}; "
           f"python3 for stages: {shutil.which('python3', path=ENV['PATH'])}")
@@ -920,6 +972,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         elapsed = time.perf_counter() - t0
         info.append(("load average at end", loadavg()))
+        info.append(("load average (1 min) during the run", sampler.stop()))
+        if sampler.busy(os.cpu_count() or 1):
+            b.notes.insert(0, "The machine was busy with other work during this run (see the "
+                           "load average above): every figure is noisier and slower than on "
+                           "an idle machine, for both tools alike.")
         rev = canon_revision()
         if rev not in dict(info)["canon"]:
             b.notes.append(f"canon's source changed during this run (now {rev}): "
