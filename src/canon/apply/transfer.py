@@ -180,8 +180,18 @@ class Transfer:
         """fetch, then restore the workspace paths (see ``restore``)."""
         t0 = time.monotonic()
         result = TransferResult("pull")
-        self._fetch(roots, result)
-        self.restore(roots, root_dir, current, result, force=force)
+        seen: dict[str, Digest | None] = {}
+
+        def now(path: str) -> Digest | None:
+            if path not in seen:
+                seen[path] = current(path)
+            return seen[path]
+
+        # A root already in the workspace (its observed digest is the lock's) needs
+        # neither a download nor a restore: a no-op pull costs one stat-cached walk.
+        todo = [r for r in roots if r.path is None or now(r.path) != r.digest]
+        self._fetch(todo, result)
+        self.restore(todo, root_dir, now, result, force=force)
         return self._finish(result, t0)
 
     def _fetch(self, roots: Sequence[Root], result: TransferResult) -> None:
