@@ -787,7 +787,8 @@ def render(b: Bench, info: list[tuple[str, str]], elapsed: float) -> str:
     titles = {"W3": f"W3: {a.stages}-stage pipeline (chain)",
               "W3L": f"W3: {a.stages}-stage pipeline in layers of 10 (parallel)",
               "Startup": "Startup", "W2": "W2: many small files", "W1": "W1: one big file",
-              "W5": "W5: push and pull of the many small files (local remote, S3)"}
+              "W5": "W5: push and pull of the many small files (local remote, S3)",
+              "W6": "W6: images (the example's base and model)"}
     seen: list[str] = []
     for r in b.rows:
         if r.wl not in seen:
@@ -955,10 +956,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"work folder {b.root} ({free:.0f} GiB free); {os.cpu_count()} cpus", flush=True)
 
     t0 = time.perf_counter()
+    import images as images_module  # bench/images.py: image builds and pushes (W6)
     import w5 as w5_module  # bench/w5.py: push/pull (W5), kept in its own file
 
     steps = {"w3": w3, "startup": startup, "w2": w2, "w1": w1,
-             "w5": lambda bench: w5_module.w5(bench, globals())}
+             "w5": lambda bench: w5_module.w5(bench, globals()),
+             "w6": lambda bench: images_module.w6(bench, globals())}
     try:
         for name in a.only.split(","):
             name = name.strip().lower()

@@ -25,7 +25,7 @@ def layer_names(layout: ImageLayout, digest: str) -> list[str]:
 
 
 def test_model_image_is_base_plus_one_layer_with_provenance(toy: Project) -> None:
-    toy.canon("apply")
+    toy.canon("apply", "train")  # the stage only (a plain apply builds the images too)
     out = toy.canon("build").stdout
     assert "built       image.base" in out and "built       image.model" in out
     layout = ImageLayout(toy.root / ".canon/images")
@@ -78,7 +78,7 @@ def test_secrets_are_left_out_and_said_so(tmp_path: Path) -> None:
         ".env": "TOKEN=hunter2\n", "deploy/tls.pem": "-----BEGIN", "id_rsa": "k",
         "config/credentials.json": "{}", "notes.txt": "fine",
     })
-    p.canon("apply")
+    p.canon("apply", "train")
     done = p.canon("build", "base")
     assert "left out 4 file(s) that may hold secrets" in done.stderr
     layout = ImageLayout(p.root / ".canon/images")

@@ -24,7 +24,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import queue
 import tarfile
+import threading
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -66,21 +68,64 @@ class Layer:
 
 
 class _Hashing(io.RawIOBase):
-    """A sink that hashes and forwards what is written (tar bytes -> gzip)."""
+    """A sink for the tar stream: hashes it (the diff_id) and hands 1 MiB batches
+    to ``sink``. hashlib and zlib release the GIL on large buffers, so with the
+    compressor on another thread (``_Compressor``) building the tar, hashing it
+    and deflating it run on two cores, like ``tar | gzip``."""
+
+    BATCH = 1 << 20
 
     def __init__(self, sink: Callable[[bytes], object]) -> None:
         self.hash = hashlib.sha256()
         self.sink = sink
+        self.pending = bytearray()
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: bytes) -> int:  # type: ignore[override]
-        if not data:
-            return 0
-        self.hash.update(data)
-        self.sink(data)
+        self.pending += data
+        if len(self.pending) >= self.BATCH:
+            self.flush_batch()
         return len(data)
+
+    def flush_batch(self) -> None:
+        if self.pending:
+            batch = bytes(self.pending)
+            self.pending.clear()
+            self.hash.update(batch)
+            self.sink(batch)
+
+
+class _Compressor:
+    """gzip on a worker thread: ``put`` batches, ``close`` waits and re-raises."""
+
+    def __init__(self, write: Callable[[bytes], None], finish: Callable[[], None]) -> None:
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self.error: BaseException | None = None
+        self.finish = finish
+        self.thread = threading.Thread(target=self._run, args=(write,), daemon=True)
+        self.thread.start()
+
+    def _run(self, write: Callable[[bytes], None]) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    write(item)
+                except BaseException as exc:  # re-raised by close()
+                    self.error = exc
+
+    def put(self, data: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(data)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        self.finish()
 
 
 def _parents(path: str) -> Iterable[str]:
@@ -145,10 +190,13 @@ def write_tar(entries: Iterable[Entry], mtime: int, out: IO[bytes]) -> tuple[int
 def build_layer(layout: ImageLayout, entries: Iterable[Entry], mtime: int) -> Layer:
     """Write a gzip layer of ``entries`` into ``layout`` and describe it."""
     with layout.writer() as blob:
-        compress, finish = _gzip_into(blob)
-        tar_sink = _Hashing(compress)
-        count, content = write_tar(entries, mtime, tar_sink)  # type: ignore[arg-type]
-        finish()
+        compressor = _Compressor(*_gzip_into(blob))
+        tar_sink = _Hashing(compressor.put)
+        try:
+            count, content = write_tar(entries, mtime, tar_sink)  # type: ignore[arg-type]
+            tar_sink.flush_batch()
+        finally:
+            compressor.close()
         digest = blob.commit()
         return Layer(
             Descriptor(LAYER_GZIP, digest, blob.size),
