@@ -219,11 +219,13 @@ def main(argv: list[str] | None = None) -> None:
     work = a.work or Path(tempfile.mkdtemp(prefix="canon-bench-hashing-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"work dir {work}; medians of {a.runs} runs; ratio = reference / canon")
+    print(f"load average at start: {os.getloadavg()[0]:.2f} (other work on the machine)")
     try:
         if not a.no_big:
             bench_big(work, a.runs, a.big_mib)
         bench_many(work, a.runs, a.files, not a.no_store)
     finally:
+        print(f"load average at end: {os.getloadavg()[0]:.2f}")
         if not a.keep:
             shutil.rmtree(work / "big", ignore_errors=True)
             for p in work.glob("store-*"):

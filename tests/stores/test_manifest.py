@@ -158,3 +158,10 @@ def test_fast_whole_list_check_agrees_with_per_path_check(paths: list[str]) -> N
     from canon.stores.manifest import _all_plain, path_problem
 
     assert _all_plain(paths) == all(path_problem(p) is None for p in paths)
+
+
+def test_build_refuses_entries_without_a_real_digest() -> None:
+    with pytest.raises(StateError, match="'data/b': 'sha256:zz' is not a digest"):
+        Manifest.build(
+            [entry("a"), ManifestEntry("b", 1, 0o644, Digest("sha256:zz"))], where="data"
+        )

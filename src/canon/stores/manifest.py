@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from functools import cached_property
 from typing import NamedTuple
 
-from canon.digest import PREFIX, Digest, hash_bytes, hex_of
+from canon.digest import PREFIX, Digest, hash_bytes, hex_of, is_digest
 from canon.errors import PathError, StateError
 
 MODE_FILE = 0o644
@@ -109,6 +109,9 @@ class Manifest:
             prev = e.path
             mode = e.mode if e.mode in (MODE_FILE, MODE_EXEC) else normal_mode(e.mode)
             out.append(e if mode == e.mode else e._replace(mode=mode))
+        bad = next((e for e in out if not is_digest(e.digest)), None)
+        if bad is not None:
+            raise StateError(f"{at + bad.path!r}: {bad.digest[:80]!r} is not a digest")
         conflict = _file_dir_conflict(out)
         if conflict is not None:
             raise PathError(f"{at + conflict!r} is both a file and a directory")
