@@ -70,7 +70,7 @@ def registry(work: str) -> Iterator[str | None]:
 
 def w6(b: Any, ns: dict[str, Any]) -> None:
     a, wl = b.a, "W6"
-    sh, ENV, under, Target = ns["sh"], ns["ENV"], ns["under"], ns["Target"]
+    sh, under, Target = ns["sh"], ns["under"], ns["Target"]
     canon = b.canon
     repo = b.fresh_dir("w6")
     sh(f"{canon} init {repo} --example weather")
@@ -98,7 +98,7 @@ def w6(b: Any, ns: dict[str, Any]) -> None:
     c_layer = b.measure(wl, "canon layer writer (env + repo files)",
                         [ns["sys"].executable, os.path.join(ns["WL"], "layer_of_dir.py"),
                          files, out], cwd=b.root, runs=a.slow_runs)
-    ref = b.measure(wl, "ref: tar --sort=name ... | gzip -n -6",
+    ref = b.measure(wl, "ref: tar --sort=name ..., piped to gzip -n -6",
                     ["sh", "-c", f"tar --sort=name --mtime=@1700000000 --owner=0 --group=0 "
                      f"--numeric-owner -C {files} -cf - . | gzip -n -6 > {out}.ref"],
                     cwd=b.root, runs=a.slow_runs)
@@ -110,7 +110,7 @@ def w6(b: Any, ns: dict[str, Any]) -> None:
 
     size = sh(f"du -sb {files} | cut -f1").strip()
     b.row(wl, f"layer creation, {int(size) / 2**20:.0f} MiB of files", c_layer, None, [ref],
-          Target("≤ tar | gzip -n", as_fast))
+          Target("≤ tar, gzip -n", as_fast))
 
     with registry(b.p("w6-registry")) as host:
         if host is None:

@@ -891,7 +891,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "bench-work"),
                     help="scratch folder (needs ~15 GiB at full size, plus RAM-size for "
                          "--fill-pagecache); default %(default)s")
-    ap.add_argument("--only", default="w3,startup,w2,w1",
+    ap.add_argument("--only", default="w3,startup,w2,w1,w6",
                     help="workloads, in order (default %(default)s)")
     ap.add_argument("--canon", default=None, help="canon executable (default: canon on PATH, "
                     "else .venv/bin/canon)")
