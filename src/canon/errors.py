@@ -23,6 +23,7 @@ codes; the core raises them and never prints.
     │   ├── SourceMissingError       its source is gone (a file, a prefix, a bucket)
     │   ├── SourceUnavailableError   down, refusing, 5xx or too slow after bounded retries
     │   └── QueryError               a dataset's query or database failed
+    ├── ServeError                   the model server cannot load or verify its model
     ├── LockedError                  another canon process holds the repo lock (exit 3)
     ├── StageFailedError             a stage command failed (exit 1)
     └── InterruptedError_            the user interrupted (exit 130)
@@ -173,6 +174,10 @@ class SourceUnavailableError(DataError):
 
 class QueryError(DataError):
     code = "data.query_failed"
+
+
+class ServeError(CanonError):
+    code = "serve.model"
 
 
 class LockedError(CanonError):

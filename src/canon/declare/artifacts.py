@@ -117,6 +117,7 @@ class _Artifact:
             env=self._env(),
             add=tuple(dict.fromkeys(self._paths("add", a.add))),
             handler=handler,
+            trust_pickle=bool(a.serve is not None and a.serve.trust_pickle),
             line=self.problems.source_map.line_of(self.at),
         )
         return spec if self.ok else None

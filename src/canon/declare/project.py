@@ -134,6 +134,7 @@ class ArtifactSpec:
     env: tuple[tuple[str, str], ...] = ()
     add: tuple[str, ...] = ()
     handler: str | None = None  # "package.module:function"
+    trust_pickle: bool = False  # serve.trust_pickle: the server may load pickle/joblib files
     line: int | None = None
 
 

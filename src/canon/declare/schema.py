@@ -161,6 +161,11 @@ class Serve(_Model):
     handler: NonEmptyStr = Field(
         description='The function called with the parsed JSON request: "package.module:function".'
     )
+    trust_pickle: bool = Field(
+        False,
+        description="Allow model files that run code when loaded (pickle, joblib); "
+        "refused by the model server otherwise. Recorded in the image's provenance.",
+    )
 
 
 class Artifact(_Model):

@@ -136,6 +136,8 @@ def model_provenance(
         "data": {n: r.content.digest for n, r in sorted(state.data.items())},
         "params": {n: dict(r.params) for n, r in sorted(state.stages.items()) if r.params},
         "handler": spec.handler,
+        # only when set, so images built before the flag existed keep their keys
+        **({"trust_pickle": True} if spec.trust_pickle else {}),
     }
 
 

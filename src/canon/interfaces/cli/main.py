@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fetch": ("fetch", "Download the objects canon.lock references into the cache (verified)."),
     "pull": ("pull", "Fetch, then restore the outputs and datasets missing from the workspace."),
     "cache": ("cache", "Inspect the local object cache (`canon cache verify [--repair]`)."),
+    "serve": ("serve", "Serve a model over HTTP (/predict, /readyz, /provenance, /metrics)."),
     "gc": ("gc", "Remove objects no commit, ref or lock references (local cache or a remote)."),
 }
 

@@ -52,6 +52,27 @@ def predict(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+# The last days of 2015: the model server's self-check (``canon serve`` calls ``example()``
+# and predicts on it before it says it is ready).
+_LAST_DAYS = [
+    ("2015-12-23", 6.1, 5.0, 2.8, 7.6, "fog"),
+    ("2015-12-24", 2.5, 5.6, 2.2, 4.3, "fog"),
+    ("2015-12-25", 5.8, 5.0, 2.2, 1.5, "fog"),
+    ("2015-12-26", 0.0, 4.4, 0.0, 2.5, "sun"),
+    ("2015-12-27", 8.6, 4.4, 1.7, 2.9, "fog"),
+    ("2015-12-28", 1.5, 5.0, 1.7, 1.3, "fog"),
+    ("2015-12-29", 0.0, 7.2, 0.6, 2.6, "fog"),
+    ("2015-12-30", 0.0, 5.6, -1.0, 3.4, "sun"),
+    ("2015-12-31", 0.0, 5.6, -2.1, 3.5, "sun"),
+]
+
+
+def example() -> list[dict[str, Any]]:
+    """A valid request: nine consecutive days of observations."""
+    keys = ("date", "precipitation", "temp_max", "temp_min", "wind", "weather")
+    return [dict(zip(keys, day, strict=True)) for day in _LAST_DAYS]
+
+
 if __name__ == "__main__":
     json.dump(predict(json.load(sys.stdin)), sys.stdout, indent=2)
     sys.stdout.write("\n")
