@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from canon.declare.diagnostics import Problems, problems_error
 from canon.declare.paths import normalise_path
@@ -53,10 +54,13 @@ def load_project(
     *,
     profile: str | None = None,
     environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Project:
     """The resolved project at ``root`` for the chosen profile.
 
     ``environ`` defaults to ``os.environ``; only ``CANON_PROFILE`` is read.
+    ``overrides`` (``{"train.C": 0.5}``, from ``-S``) replace existing params
+    values before anything is resolved; an unknown key is a ``DeclarationError``.
     """
     root = Path(root).absolute()
     doc = _read_config(root)
@@ -71,6 +75,10 @@ def load_project(
     choice = select_profile(decl, profile, env, validated.broken, problems)
     check_profiles(decl, problems)
     params = _load_params(root, decl, validated.broken, problems)
+    if overrides and not params.broken:
+        from canon.declare.overrides import apply_overrides
+
+        params = ParamsData(params.file, apply_overrides(params.values, overrides, params.file))
     project = resolve_project(
         root,
         decl,

@@ -48,8 +48,8 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _key(config: bytes, profile: str | None, env_profile: str | None) -> str:
-    head = json.dumps([__version__, profile, env_profile]).encode()
+def _key(config: bytes, profile: str | None, env_profile: str | None, overrides: str = "{}") -> str:
+    head = json.dumps([__version__, profile, env_profile, overrides]).encode()
     return _digest(head + b"\0" + config)
 
 
@@ -197,9 +197,14 @@ def _params_digest(root: Path, params_file: str) -> str | None:
 
 
 def load_project_memoised(
-    root: Path, *, profile: str | None = None, environ: Mapping[str, str] | None = None
+    root: Path,
+    *,
+    profile: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Project:
-    """``load_project`` with the memo in front of it (same errors, same result)."""
+    """``load_project`` with the memo in front of it (same errors, same result).
+    ``overrides`` (``-S``) are part of the memo key."""
     root = Path(root).absolute()
     env = os.environ if environ is None else environ
     try:
@@ -207,7 +212,9 @@ def load_project_memoised(
     except OSError:
         config = None
     if config is not None:
-        key = _key(config, profile, env.get("CANON_PROFILE"))
+        from canon.declare.overrides import overrides_key
+
+        key = _key(config, profile, env.get("CANON_PROFILE"), overrides_key(overrides))
         entry = _read_memo(root).get(key)
         if isinstance(entry, dict):
             with contextlib.suppress(KeyError, TypeError, ValueError):
@@ -217,7 +224,7 @@ def load_project_memoised(
 
     from canon.declare.loader import load_project
 
-    project = load_project(root, profile=profile, environ=environ)
+    project = load_project(root, profile=profile, environ=environ, overrides=overrides)
     if config is not None:
         _remember(root, key, project)
     return project

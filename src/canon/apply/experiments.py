@@ -1,0 +1,246 @@
+"""Running an experiment: the pipeline with overridden params, in a worktree of its own.
+
+``run_experiment`` checks the base commit out into a temporary ``git
+worktree`` under ``.canon/exps/wt/``, points its ``.canon/cache`` and
+``.canon/runs`` at the main workspace's (so objects are shared and inputs seen
+before — by the workspace or any other experiment — are restored, not re-run),
+writes the overridden ``params.yaml`` there, runs ``canon apply`` in it, and
+records params + ``canon.lock`` + metrics as a commit on
+``refs/canon/exps/<name>`` (``stores/exprefs.py``). The user's working tree
+and index are never touched, and the worktree is removed afterwards.
+
+A run that fails or is killed records no ref: the ref is written last, by
+compare-and-swap, after the outputs are in the shared cache. A worktree left
+behind by a killed run is removed by the next run (``prune_worktrees``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from canon.declare.overrides import apply_overrides, overrides_key
+from canon.errors import CanonError, StageFailedError
+from canon.events import Emit, Notice
+from canon.stores.exprefs import Experiment, ExperimentRefs, check_name, git, resolve_commit
+
+WORKTREES = Path(".canon") / "exps" / "wt"
+SHARED = ("cache", "runs")  # .canon/ entries a worktree shares with the main workspace
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """What to run: a name, the params to override, the commit to start from."""
+
+    name: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    base: str = "HEAD"
+    profile: str | None = None
+    jobs: int = 1
+    use_run_cache: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "overrides": dict(self.overrides),
+            "base": self.base,
+            "profile": self.profile,
+            "jobs": self.jobs,
+        }
+
+    @staticmethod
+    def from_dict(raw: Mapping[str, Any]) -> ExperimentSpec:
+        return ExperimentSpec(
+            name=str(raw["name"]),
+            overrides=dict(raw.get("overrides") or {}),
+            base=str(raw.get("base") or "HEAD"),
+            profile=raw.get("profile"),
+            jobs=int(raw.get("jobs") or 1),
+        )
+
+
+def auto_name(overrides: Mapping[str, Any], base: str) -> str:
+    """A readable, stable-ish name: the overridden values plus a short digest."""
+    text = overrides_key(overrides) + base + uuid.uuid4().hex
+    short = hashlib.sha256(text.encode()).hexdigest()[:6]
+    parts = [f"{k.rsplit('.', 1)[-1]}-{v}" for k, v in overrides.items()]
+    stem = "_".join(parts)[:60]
+    safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).strip(".-")
+    return f"{safe}-{short}" if safe else f"exp-{short}"
+
+
+def plan_experiments(
+    root: Path,
+    grid: Sequence[Mapping[str, Any]],
+    *,
+    name: str | None,
+    base: str,
+    profile: str | None,
+    jobs: int = 1,
+) -> list[ExperimentSpec]:
+    """Specs for a sweep; every override is checked against the base's params first,
+    so a typo fails before anything runs."""
+    from canon.declare.loader import load_project
+
+    commit = resolve_commit(root, base)
+    names: list[str] = []
+    for i, overrides in enumerate(grid):
+        load_project(root, profile=profile, overrides=overrides)  # raises on a bad key
+        if name is None:
+            names.append(auto_name(overrides, commit))
+        else:
+            names.append(check_name(name if len(grid) == 1 else f"{name}-{i + 1}"))
+    return [
+        ExperimentSpec(n, dict(o), commit, profile, jobs) for n, o in zip(names, grid, strict=True)
+    ]
+
+
+def prune_worktrees(root: Path) -> None:
+    """Remove worktrees whose run is gone (a killed experiment leaves one)."""
+    base = root / WORKTREES
+    if base.is_dir():
+        for entry in base.iterdir():
+            owner = entry.name.rsplit("-", 2)
+            pid = int(owner[-2]) if len(owner) == 3 and owner[-2].isdigit() else None
+            if pid is None or not _alive(pid):
+                shutil.rmtree(entry, ignore_errors=True)
+    with contextlib.suppress(CanonError):
+        git(root, "worktree", "prune")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def worktree(root: Path, commit: str, label: str) -> Any:
+    """A detached worktree of ``commit`` sharing the main workspace's cache and runs."""
+    path = root / WORKTREES / f"{label}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git(root, "worktree", "add", "--detach", "--quiet", str(path), commit)
+    try:
+        state = path / ".canon"
+        state.mkdir(exist_ok=True)
+        for name in SHARED:
+            (root / ".canon" / name).mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.symlink(root / ".canon" / name, state / name)
+        yield path
+    finally:
+        with contextlib.suppress(CanonError):
+            git(root, "worktree", "remove", "--force", str(path))
+        shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(CanonError):
+            git(root, "worktree", "prune")
+
+
+def write_params(tree: Path, params_file: str, overrides: Mapping[str, Any]) -> None:
+    path = tree / params_file
+    current = yaml.safe_load(path.read_bytes()) if path.is_file() else {}
+    updated = apply_overrides(current if isinstance(current, dict) else {}, overrides, params_file)
+    path.write_text(yaml.safe_dump(updated, sort_keys=False, allow_unicode=True))
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: value} if prefix else {}
+
+
+def read_metrics(tree: Path, paths: Sequence[str]) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    for rel in paths:
+        with contextlib.suppress(OSError, ValueError):
+            metrics.update(flatten(json.loads((tree / rel).read_bytes())))
+    return metrics
+
+
+def run_experiment(root: Path, spec: ExperimentSpec, emit: Emit) -> Experiment:
+    """Run one experiment and record it; returns the recorded experiment."""
+    from canon.apply.applier import ApplyOptions
+    from canon.apply.session import load, run_apply
+
+    check_name(spec.name)
+    refs = ExperimentRefs(root)
+    if spec.name in refs.names():
+        from canon.stores.exprefs import ExperimentError
+
+        raise ExperimentError(
+            f"experiment {spec.name!r} exists already",
+            hint="pick another --name, or `canon exp remove` it first",
+        )
+    commit = resolve_commit(root, spec.base)
+    started = time.time()
+    with worktree(root, commit, spec.name) as tree:
+        project, _ = load(tree, spec.profile)
+        write_params(tree, project.params_file, spec.overrides)
+        result = run_apply(
+            tree,
+            profile=spec.profile,
+            options=ApplyOptions(jobs=spec.jobs),
+            emit=emit,
+            argv=["canon", "exp", "run", spec.name],
+        )
+        if not result.ok:
+            failed = [o for o in result.outcomes if o.status == "failed"]
+            detail = "; ".join(f"{o.name}: {o.message}" for o in failed)[:400]
+            raise StageFailedError(
+                f"experiment {spec.name} failed: {detail or 'a stage failed'}",
+                hint="nothing was recorded; fix the stage and run the experiment again",
+            )
+        project, _ = load(tree, spec.profile)
+        metric_paths = [m for s in project.stages.values() for m in s.metrics]
+        files = {project.params_file: tree / project.params_file}
+        if (tree / "canon.lock").is_file():
+            files["canon.lock"] = tree / "canon.lock"
+        files.update({m: tree / m for m in metric_paths if (tree / m).is_file()})
+        lock_state = _lock_summary(tree, project.profile or "")
+        summary = {
+            "params": flatten(dict(project.params)),
+            "overrides": dict(spec.overrides),
+            "metrics": read_metrics(tree, metric_paths),
+            "profile": project.profile,
+            "created": round(started, 3),
+            "duration": round(time.time() - started, 3),
+            "stages": {o.name: o.status for o in result.outcomes},
+            **lock_state,
+        }
+        recorded = refs.record(spec.name, commit, files, summary)
+    emit(
+        Notice(f"experiment {spec.name} recorded as {recorded[:12]} (refs/canon/exps/{spec.name})")
+    )
+    return refs.get(spec.name)
+
+
+def _lock_summary(tree: Path, profile: str) -> dict[str, Any]:
+    """Provenance for the summary: dataset pins and stage keys of this run."""
+    from canon.stores.lockfile import read_lock
+
+    try:
+        state = read_lock(tree).state(profile)
+    except CanonError:
+        return {}
+    return {
+        "datasets": {n: str(d.content.digest) for n, d in state.data.items()},
+        "stage_keys": {n: str(s.key) for n, s in state.stages.items()},
+    }

@@ -1,0 +1,288 @@
+"""Experiments as Git state: one commit per experiment on ``refs/canon/exps/<name>``.
+
+An experiment commit's parent is the commit it started from (the base); its
+tree is the base's tree with the experiment's ``params.yaml``, ``canon.lock``
+and metrics files; its message is ``canon exp NAME`` followed by a JSON
+summary (params, overrides, metrics, profile, dataset pins, outcome) so that
+listing *every* experiment costs one ``git for-each-ref`` and one
+``git cat-file --batch``, whatever their number (never a process per ref).
+
+Commits are made with an index file of our own (``GIT_INDEX_FILE`` in a temp
+dir): the user's index and working tree are never touched. Refs move only
+by compare-and-swap (``git update-ref REF NEW OLD``; all zeros = must not
+exist), so two writers never lose an update and a killed run leaves either
+no ref or a whole commit. The refs are ordinary Git refs: push and fetch them
+with ``git push origin 'refs/canon/exps/*:refs/canon/exps/*'``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from canon.errors import CanonError, StateError
+
+PREFIX = "refs/canon/exps/"
+ZERO = "0" * 40
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
+
+
+class ExperimentError(CanonError):
+    code = "exp.error"
+
+
+class ExperimentNotFoundError(ExperimentError):
+    code = "exp.not_found"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment as recorded in Git."""
+
+    name: str
+    commit: str
+    base: str
+    params: Mapping[str, Any] = field(default_factory=dict)  # flattened: "train.C" -> 0.5
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)  # flattened "file:key" -> value
+    info: Mapping[str, Any] = field(default_factory=dict)  # profile, datasets, status, created
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "commit": self.commit,
+            "base": self.base,
+            "params": dict(self.params),
+            "overrides": dict(self.overrides),
+            "metrics": dict(self.metrics),
+            **dict(self.info),
+        }
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name) or ".." in name or name.endswith((".lock", ".")):
+        raise ExperimentError(
+            f"{name!r} is not an experiment name",
+            hint="use letters, digits, '.', '_' and '-' (at most 100), e.g. lr-0.05",
+        )
+    return name
+
+
+def git(
+    root: Path, *args: str, data: bytes | None = None, env: Mapping[str, str] | None = None
+) -> bytes:
+    try:
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=root,
+            input=data,
+            capture_output=True,
+            check=False,
+            timeout=600,
+            env={**os.environ, **env} if env else None,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise StateError(f"cannot run git: {exc}", hint="install git, or fix PATH") from exc
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip()[:400]
+        raise StateError(f"git {args[0]} failed: {err}", hint="is the repository healthy?")
+    return proc.stdout
+
+
+def resolve_commit(root: Path, rev: str) -> str:
+    proc = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+        cwd=root,
+        capture_output=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise ExperimentNotFoundError(
+            f"{rev!r} is not a commit or an experiment",
+            hint="see `canon exp show` for experiments, `git log` for commits",
+        )
+    return proc.stdout.decode().strip()
+
+
+class ExperimentRefs:
+    """The experiments of the repository at ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def commit_of(self, name: str) -> str:
+        """The commit of experiment ``name`` (or a commit-ish, for diff)."""
+        if _NAME.match(name):
+            proc = subprocess.run(
+                ["git", "rev-parse", "--verify", "--quiet", PREFIX + name],
+                cwd=self.root,
+                capture_output=True,
+                check=False,
+            )
+            if proc.returncode == 0:
+                return proc.stdout.decode().strip()
+        return resolve_commit(self.root, name)
+
+    def record(
+        self,
+        name: str,
+        base: str,
+        files: Mapping[str, Path],
+        summary: Mapping[str, Any],
+        *,
+        replace: bool = False,
+    ) -> str:
+        """Commit ``files`` (repo path -> file on disk) on top of ``base`` and point
+        ``refs/canon/exps/<name>`` at it. Refuses to overwrite an existing
+        experiment unless ``replace``; the ref moves by compare-and-swap."""
+        check_name(name)
+        ref = PREFIX + name
+        old = self._current(ref)
+        if old is not None and not replace:
+            raise ExperimentError(
+                f"experiment {name!r} exists already ({old[:12]})",
+                hint="pick another --name, or `canon exp remove` it first",
+            )
+        with tempfile.TemporaryDirectory(prefix="canon-exp-index-") as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            git(self.root, "read-tree", base, env=env)
+            paths = sorted(files)
+            if paths:
+                listing = "\n".join(str(files[p]) for p in paths) + "\n"
+                blobs = git(self.root, "hash-object", "-w", "--stdin-paths", data=listing.encode())
+                oids = blobs.decode().split()
+                info = "".join(f"100644 {oid}\t{p}\n" for oid, p in zip(oids, paths, strict=True))
+                git(self.root, "update-index", "--index-info", data=info.encode(), env=env)
+            tree = git(self.root, "write-tree", env=env).decode().strip()
+        message = f"canon exp {name}\n\n{json.dumps(dict(summary), sort_keys=True, default=str)}\n"
+        commit_env = {
+            "GIT_AUTHOR_NAME": os.environ.get("GIT_AUTHOR_NAME", "canon"),
+            "GIT_AUTHOR_EMAIL": os.environ.get("GIT_AUTHOR_EMAIL", "canon@localhost"),
+            "GIT_COMMITTER_NAME": os.environ.get("GIT_COMMITTER_NAME", "canon"),
+            "GIT_COMMITTER_EMAIL": os.environ.get("GIT_COMMITTER_EMAIL", "canon@localhost"),
+        }
+        commit = (
+            git(self.root, "commit-tree", tree, "-p", base, data=message.encode(), env=commit_env)
+            .decode()
+            .strip()
+        )
+        self._swap(ref, commit, old or ZERO, name)
+        return commit
+
+    def _current(self, ref: str) -> str | None:
+        proc = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", ref],
+            cwd=self.root,
+            capture_output=True,
+            check=False,
+        )
+        return proc.stdout.decode().strip() if proc.returncode == 0 else None
+
+    def _swap(self, ref: str, new: str, old: str, name: str) -> None:
+        proc = subprocess.run(
+            ["git", "update-ref", "-m", f"canon exp {name}", ref, new, old],
+            cwd=self.root,
+            capture_output=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise ExperimentError(
+                f"experiment {name!r} was written by someone else meanwhile",
+                hint="pick another --name; nothing was overwritten",
+            )
+
+    def remove(self, names: Sequence[str]) -> list[str]:
+        removed = []
+        for name in names:
+            ref = PREFIX + check_name(name)
+            old = self._current(ref)
+            if old is None:
+                raise ExperimentNotFoundError(
+                    f"no experiment {name!r}", hint="see `canon exp show`"
+                )
+            git(self.root, "update-ref", "-d", ref, old)
+            removed.append(name)
+        return removed
+
+    def names(self) -> list[str]:
+        out = git(self.root, "for-each-ref", "--format=%(refname)", PREFIX)
+        return [line[len(PREFIX) :] for line in out.decode().splitlines() if line]
+
+    def list(self) -> list[Experiment]:
+        """Every experiment: one ``for-each-ref`` and one ``cat-file --batch``."""
+        out = git(self.root, "for-each-ref", "--format=%(objectname) %(refname)", PREFIX)
+        refs = [line.split(" ", 1) for line in out.decode().splitlines() if line]
+        if not refs:
+            return []
+        batch = git(
+            self.root,
+            "cat-file",
+            "--batch",
+            data=("\n".join(oid for oid, _ in refs) + "\n").encode(),
+        )
+        experiments = []
+        pos = 0
+        for oid, ref in refs:
+            nl = batch.index(b"\n", pos)
+            header = batch[pos:nl].split(b" ")
+            pos = nl + 1
+            if len(header) != 3:
+                continue
+            size = int(header[2])
+            body = batch[pos : pos + size]
+            pos += size + 1
+            experiments.append(parse_commit(ref[len(PREFIX) :], oid, body))
+        return experiments
+
+    def get(self, name: str) -> Experiment:
+        commit = self.commit_of(name)
+        body = git(self.root, "cat-file", "commit", commit)
+        return parse_commit(name, commit, body)
+
+    def show_file(self, commit: str, path: str) -> bytes | None:
+        proc = subprocess.run(
+            ["git", "cat-file", "blob", f"{commit}:{path}"],
+            cwd=self.root,
+            capture_output=True,
+            check=False,
+        )
+        return proc.stdout if proc.returncode == 0 else None
+
+
+def parse_commit(name: str, oid: str, body: bytes) -> Experiment:
+    """An experiment from a raw commit object (headers, blank line, message)."""
+    head, _, message = body.partition(b"\n\n")
+    base = ""
+    for line in head.split(b"\n"):
+        if line.startswith(b"parent "):
+            base = line[7:].decode()
+            break
+    summary: dict[str, Any] = {}
+    for line in message.split(b"\n"):
+        if line.startswith(b"{"):
+            try:
+                loaded = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(loaded, dict):
+                summary = loaded
+            break
+    params = summary.pop("params", {})
+    overrides = summary.pop("overrides", {})
+    metrics = summary.pop("metrics", {})
+    return Experiment(
+        name=name,
+        commit=oid,
+        base=base,
+        params=params if isinstance(params, dict) else {},
+        overrides=overrides if isinstance(overrides, dict) else {},
+        metrics=metrics if isinstance(metrics, dict) else {},
+        info=summary,
+    )
