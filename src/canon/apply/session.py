@@ -111,9 +111,12 @@ def run_apply(
     emit: Emit,
     argv: Sequence[str] = (),
     wait: float = 0.0,
+    executor: str | None = None,
 ) -> ApplyResult:
+    """``executor``: ``dask://HOST:PORT`` runs the stages on a Dask cluster
+    (executors/dask.py); default: local child processes."""
     from canon.apply.applier import Applier, ApplyOptions
-    from canon.executors.local import LocalRunner, reap_orphans
+    from canon.executors.local import LocalRunner, Runner, reap_orphans
     from canon.stores.ledger import Ledger
     from canon.stores.repolock import RepoLock
 
@@ -151,10 +154,15 @@ def run_apply(
                     "changed since it was made",
                     hint="run `canon plan` again",
                 )
+            # connect before the ledger records an apply: an unreachable cluster is an error
+            runner: Runner = LocalRunner(state / "run", state / "logs")
+            if executor:
+                from canon.executors.dask import DaskRunner
+
+                runner = DaskRunner(executor, state / "logs")
             ledger = Ledger(state / "ledger.db")
             try:
                 apply_id = ledger.begin_apply(current.commit, current.profile, argv)
-                runner = LocalRunner(state / "run", state / "logs")
                 applier = Applier(
                     planned.project,
                     planned.pipeline,
@@ -182,5 +190,8 @@ def run_apply(
                 finally:
                     applier.mounts.close()
                     ledger.finish_apply(apply_id, status)
+                    close = getattr(runner, "close", None)
+                    if close is not None:
+                        close()
             finally:
                 ledger.close()

@@ -32,6 +32,8 @@ from canon.declare.project import (
     DatasetSpec,
     Dep,
     DepKind,
+    DeploymentSpec,
+    DeployTarget,
     EnvironmentSpec,
     Project,
     QuerySpec,
@@ -82,6 +84,9 @@ def _to_doc(p: Project) -> dict[str, Any]:
         "artifacts": [_artifact_doc(a) for a in p.artifacts.values()],
         "remotes": [[r.name, r.url, r.endpoint_url, r.region, r.jobs] for r in p.remotes.values()],
         "remote": p.remote,
+        "deployments": [
+            {**asdict(d), "target": d.target.value} for d in p.deployments.values()
+        ],
     }
 
 
@@ -116,6 +121,10 @@ def _from_doc(root: Path, doc: Mapping[str, Any]) -> Project:
         artifacts={a["name"]: _artifact_from_doc(a) for a in doc.get("artifacts", ())},
         remotes={r[0]: RemoteSpec(*r) for r in doc.get("remotes", ())},
         remote=doc.get("remote"),
+        deployments={
+            d["name"]: DeploymentSpec(**{**d, "target": DeployTarget(d["target"])})
+            for d in doc.get("deployments", ())
+        },
     )
 
 
@@ -132,6 +141,7 @@ def _artifact_doc(a: ArtifactSpec) -> dict[str, Any]:
         "env": [list(e) for e in a.env],
         "add": list(a.add),
         "handler": a.handler,
+        "trust_pickle": a.trust_pickle,
         "line": a.line,
     }
 
@@ -150,6 +160,7 @@ def _artifact_from_doc(a: Mapping[str, Any]) -> ArtifactSpec:
         env=tuple((k, v) for k, v in a["env"]),
         add=tuple(a["add"]),
         handler=a["handler"],
+        trust_pickle=bool(a.get("trust_pickle", False)),
         line=a["line"],
     )
 

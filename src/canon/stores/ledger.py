@@ -48,6 +48,20 @@ CREATE TABLE IF NOT EXISTS stage_runs (
     recorded REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS stage_runs_by_stage ON stage_runs(stage, recorded);
+CREATE TABLE IF NOT EXISTS rollouts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    recorded REAL NOT NULL,
+    environment TEXT NOT NULL,
+    target TEXT NOT NULL,
+    artifact TEXT NOT NULL,
+    digest TEXT,
+    previous TEXT,
+    commit_sha TEXT,
+    outcome TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    duration REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rollouts_by_env ON rollouts(environment, recorded);
 """
 
 
@@ -146,6 +160,53 @@ class Ledger:
         for row in rows:
             row["outputs"] = json.loads(row["outputs"])
         return rows
+
+    def record_rollout(
+        self,
+        *,
+        environment: str,
+        target: str,
+        artifact: str,
+        digest: str | None,
+        previous: str | None,
+        commit: str | None,
+        outcome: str,
+        reason: str,
+        duration: float,
+    ) -> None:
+        """One rollout of a deployment: what was deployed where, from which commit, and
+        how it went (succeeded / rolled_back / unchanged / failed), with the reason."""
+        with self._db:
+            self._db.execute(
+                "INSERT INTO rollouts (recorded, environment, target, artifact, digest,"
+                " previous, commit_sha, outcome, reason, duration)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    time.time(),
+                    environment,
+                    target,
+                    artifact,
+                    digest,
+                    previous,
+                    commit,
+                    outcome,
+                    reason,
+                    duration,
+                ),
+            )
+
+    def rollouts(self, environment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        query = (
+            "SELECT id, recorded, environment, target, artifact, digest, previous,"
+            " commit_sha, outcome, reason, duration FROM rollouts"
+        )
+        args: tuple[Any, ...] = ()
+        if environment is not None:
+            query += " WHERE environment = ?"
+            args = (environment,)
+        cur = self._db.execute(query + " ORDER BY id DESC LIMIT ?", (*args, limit))
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
     def check(self) -> str:
         """SQLite's own integrity check ("ok" when the file is sound)."""

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pull": ("pull", "Fetch, then restore the outputs and datasets missing from the workspace."),
     "cache": ("cache", "Inspect the local object cache (`canon cache verify [--repair]`)."),
     "serve": ("serve", "Serve a model over HTTP (/predict, /readyz, /provenance, /metrics)."),
+    "deploy": ("deploy", "Roll deployments out to the pinned image (--status, --stop)."),
     "gc": ("gc", "Remove objects no commit, ref or lock references (local cache or a remote)."),
     "exp": ("exp", "Experiments as Git refs: run (-S, sweeps, --queue), show, diff, promote."),
 }

@@ -41,6 +41,12 @@ def _interrupt_on_term(signum: int, frame: FrameType | None) -> None:
     metavar="SECONDS",
     help="Wait this long for another apply to finish instead of failing.",
 )
+@click.option(
+    "--executor",
+    default=None,
+    metavar="dask://HOST:PORT",
+    help="Run the stages on a Dask distributed cluster (default: local processes).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Emit events as JSON lines.")
 @click.pass_context
 def command(
@@ -50,6 +56,7 @@ def command(
     keep_going: bool,
     force: bool,
     wait: float,
+    executor: str | None,
     as_json: bool,
 ) -> int:
     from canon.apply.applier import ApplyOptions
@@ -76,6 +83,7 @@ def command(
             emit=emit,
             argv=["canon", *sys.argv[1:]],
             wait=wait,
+            executor=executor,
         )
     finally:
         emit.close()
