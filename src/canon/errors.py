@@ -24,6 +24,7 @@ codes; the core raises them and never prints.
     │   ├── SourceUnavailableError   down, refusing, 5xx or too slow after bounded retries
     │   └── QueryError               a dataset's query or database failed
     ├── ServeError                   the model server cannot load or verify its model
+    ├── DeployError                  a deployment cannot be started, observed or rendered (exit 4)
     ├── LockedError                  another canon process holds the repo lock (exit 3)
     ├── StageFailedError             a stage command failed (exit 1)
     └── InterruptedError_            the user interrupted (exit 130)
@@ -178,6 +179,11 @@ class QueryError(DataError):
 
 class ServeError(CanonError):
     code = "serve.model"
+
+
+class DeployError(CanonError):
+    code = "deploy.failed"
+    exit_code = 4
 
 
 class LockedError(CanonError):

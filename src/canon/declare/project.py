@@ -138,6 +138,30 @@ class ArtifactSpec:
     line: int | None = None
 
 
+class DeployTarget(StrEnum):
+    LOCAL = "local"
+    KUBERNETES = "kubernetes"
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """A declared deployment (``deployments:``), checked: ``artifact`` is a model artifact."""
+
+    name: str
+    target: DeployTarget
+    artifact: str
+    port: int = 8080
+    host: str = "127.0.0.1"
+    replicas: int = 1
+    profile: str | None = None
+    cpu: str | None = None
+    memory: str | None = None
+    namespace: str | None = None
+    image: str | None = None
+    ready_timeout: float = 30.0
+    line: int | None = None
+
+
 @dataclass(frozen=True)
 class Project:
     root: Path
@@ -153,3 +177,4 @@ class Project:
     artifacts: Mapping[str, ArtifactSpec] = field(default_factory=dict)  # in declaration order
     remotes: Mapping[str, RemoteSpec] = field(default_factory=dict)
     remote: str | None = None  # the remote this profile uses (profile remote:, default_remote)
+    deployments: Mapping[str, DeploymentSpec] = field(default_factory=dict)

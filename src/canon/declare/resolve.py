@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from canon.declare.artifacts import resolve_artifacts
+from canon.declare.deployments import resolve_deployments
 from canon.declare.datasets import resolve_datasets
 from canon.declare.diagnostics import Problems, did_you_mean
 from canon.declare.interpolate import (
@@ -127,6 +128,7 @@ def resolve_project(
         artifacts=resolve_artifacts(decl, problems),
         remotes=remotes,
         remote=remote,
+        deployments=resolve_deployments(decl, problems),
     )
 
 

@@ -208,6 +208,40 @@ class Artifact(_Model):
     serve: Serve | None = Field(default=None, description="model: how it is served.")
 
 
+class Resources(_Model):
+    """Per replica; Kubernetes requests = limits (a Guaranteed pod)."""
+
+    cpu: NonEmptyStr | None = Field(default=None, description='e.g. "500m" or "1".')
+    memory: NonEmptyStr | None = Field(default=None, description='e.g. "512Mi".')
+
+
+class Deployment(_Model):
+    """A model image running somewhere, kept at the declared version by canon."""
+
+    target: Literal["local", "kubernetes"] = Field(
+        description="local: supervised processes on this machine behind a router on port; "
+        "kubernetes: a Deployment + Service rendered into deploy/<name>/."
+    )
+    artifact: Name = Field(description="The model artifact (kind: model) to run.")
+    port: int = Field(default=8080, ge=1, le=65535, description="The port clients use.")
+    host: NonEmptyStr = Field(
+        default="127.0.0.1", description="local: the address the router binds (loopback)."
+    )
+    replicas: int = Field(default=1, ge=1, le=64, description="Copies of the model server.")
+    profile: Name | None = Field(
+        default=None, description="The profile whose canon.lock images are deployed."
+    )
+    resources: Resources | None = Field(default=None, description="kubernetes: per replica.")
+    namespace: Name | None = Field(default=None, description="kubernetes: the namespace.")
+    image: NonEmptyStr | None = Field(
+        default=None,
+        description="kubernetes: the image repository (default: the profile's registry/<artifact>).",
+    )
+    ready_timeout: float = Field(
+        default=30.0, gt=0, le=600, description="Seconds a new version has to pass /readyz."
+    )
+
+
 class ProjectFile(_Model):
     """canon.yaml: the whole declared state of an ML project."""
 
@@ -233,9 +267,13 @@ class ProjectFile(_Model):
     artifacts: dict[Name, Artifact] = Field(
         default_factory=dict, description="Images canon builds (kind: base / kind: model)."
     )
+    deployments: dict[Name, Deployment] = Field(
+        default_factory=dict,
+        description="Where a model image runs: target local (supervised processes) or "
+        "kubernetes (manifests rendered into deploy/<name>/ for Flux / Argo CD).",
+    )
     # Room for later capabilities. They are parsed as mappings now so that a
     # canon.yaml written for a newer canon still loads; later versions type them.
-    deployments: dict[Name, dict[str, Any]] = Field(default_factory=dict)
     policies: list[dict[str, Any]] = Field(default_factory=list)
 
 

@@ -1,0 +1,125 @@
+"""Roll the declared deployments out to their targets, and record every rollout.
+
+    declared (canon.yaml deployments: + the image pinned in canon.lock for its profile)
+      -> Release -> deployer.rollout -> Rollout -> ledger (rollouts table)
+
+The image deployed is the one canon.lock pins for the deployment's profile: what runs
+follows Git. A target that is already at that digest and healthy is left alone
+(``unchanged``); one that drifted (a process died, another version answers on the port)
+is rolled out again, which heals it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from canon.declare.memo import load_project_memoised
+from canon.declare.project import DeploymentSpec, DeployTarget, Project
+from canon.errors import DeployError
+from canon.events import Emit, Notice
+from canon.executors.deploy.target import Deployer, Live, Release, Rollout
+from canon.stores.ledger import Ledger
+from canon.stores.lockfile import read_lock
+
+LEDGER = Path(".canon") / "ledger.db"
+
+
+def select(project: Project, names: Sequence[str]) -> list[DeploymentSpec]:
+    if not names:
+        return list(project.deployments.values())
+    unknown = [n for n in names if n not in project.deployments]
+    if unknown:
+        from canon.declare.diagnostics import did_you_mean
+
+        hint = did_you_mean(unknown[0], project.deployments) or (
+            "declared: " + (", ".join(project.deployments) or "none")
+        )
+        raise DeployError(f"unknown deployment {', '.join(unknown)}", hint=hint)
+    return [project.deployments[n] for n in names]
+
+
+def release_of(root: Path, project: Project, spec: DeploymentSpec) -> Release:
+    """The image canon.lock pins for the deployment's artifact under its profile."""
+    profile = spec.profile or project.profile
+    record = read_lock(root).state(profile).images.get(spec.artifact)
+    if record is None:
+        raise DeployError(
+            f"deployment {spec.name}: canon.lock records no image {spec.artifact} "
+            f"for profile {profile}",
+            hint="run `canon apply` (or `canon build`) to build it first",
+        )
+    return Release(spec.name, spec.artifact, str(record.digest), record.commit)
+
+
+def deployer_for(root: Path, spec: DeploymentSpec) -> Deployer:
+    if spec.target is DeployTarget.LOCAL:
+        from canon.apply.images import layout_of
+        from canon.executors.deploy.local import LocalDeployer
+
+        return LocalDeployer(root, layout_of(root))
+    raise DeployError(
+        f"deployment {spec.name}: target {spec.target.value} is rendered, not rolled out here",
+        hint="`canon deploy` renders deploy/<env>/ for Flux or Argo CD to sync",
+    )
+
+
+def roll_out(
+    root: Path,
+    *,
+    profile: str | None,
+    names: Sequence[str] = (),
+    emit: Emit,
+    deployers: dict[str, Deployer] | None = None,
+) -> list[Rollout]:
+    """Roll every selected deployment to its pinned image; each outcome goes to the ledger."""
+    project = load_project_memoised(root, profile=profile)
+    results: list[Rollout] = []
+    ledger = Ledger(root / LEDGER)
+    try:
+        for spec in select(project, names):
+            if spec.target is not DeployTarget.LOCAL and not deployers:
+                continue
+            release = release_of(root, project, spec)
+            deployer = (deployers or {}).get(spec.name) or deployer_for(root, spec)
+            emit(Notice(f"{spec.name}: rolling out {spec.artifact} {release.digest[:19]}…"))
+            result = deployer.rollout(spec, release, emit)
+            ledger.record_rollout(
+                environment=spec.name,
+                target=spec.target.value,
+                artifact=spec.artifact,
+                digest=result.digest,
+                previous=result.previous,
+                commit=release.commit,
+                outcome=result.outcome,
+                reason=result.reason,
+                duration=result.duration,
+            )
+            results.append(result)
+    finally:
+        ledger.close()
+    return results
+
+
+def observe_all(
+    root: Path, *, profile: str | None, names: Sequence[str] = ()
+) -> list[tuple[DeploymentSpec, str | None, Live]]:
+    """(spec, declared digest, live) for each local deployment."""
+    project = load_project_memoised(root, profile=profile)
+    found = []
+    for spec in select(project, names):
+        if spec.target is not DeployTarget.LOCAL:
+            continue
+        try:
+            declared: str | None = release_of(root, project, spec).digest
+        except DeployError:
+            declared = None
+        found.append((spec, declared, deployer_for(root, spec).observe(spec)))
+    return found
+
+
+def stop(root: Path, *, profile: str | None, names: Sequence[str]) -> None:
+    project = load_project_memoised(root, profile=profile)
+    for spec in select(project, names):
+        if spec.target is DeployTarget.LOCAL:
+            deployer_for(root, spec).stop(spec)

@@ -1,0 +1,73 @@
+"""What a deploy target does, as data and one Protocol.
+
+A ``Release`` is what should run (a model image by digest, from a commit). ``Live`` is
+what runs, as observed, with every drift named. ``rollout`` moves a target from what runs
+to the release and returns what really happened: ``succeeded``, ``unchanged``, or
+``rolled_back`` (the new version never got ready or failed after the switch; the old one
+kept or got the traffic back) — never a half-switched state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from canon.declare.project import DeploymentSpec
+from canon.events import Emit
+
+
+@dataclass(frozen=True)
+class Release:
+    environment: str
+    artifact: str
+    digest: str  # the model image's manifest digest
+    commit: str
+
+
+@dataclass(frozen=True)
+class Backend:
+    pid: int
+    port: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class Live:
+    """A deployment as observed. ``digest`` is what answers on the port (None: nothing)."""
+
+    environment: str
+    digest: str | None
+    ready: int = 0
+    replicas: int = 0
+    drift: tuple[str, ...] = ()  # human reasons: "backend 1234 died", "router down", ...
+    last_rollout: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.digest is not None and not self.drift and self.ready >= self.replicas > 0
+
+
+@dataclass(frozen=True)
+class Rollout:
+    environment: str
+    digest: str
+    previous: str | None
+    outcome: str  # succeeded | unchanged | rolled_back
+    reason: str
+    duration: float = 0.0
+    backends: tuple[Backend, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in {"succeeded", "unchanged"}
+
+
+class Deployer(Protocol):
+    """One target. Implementations: LocalDeployer (processes), KubernetesDeployer
+    (manifests + kubectl), FakeDeployer (memory)."""
+
+    def observe(self, spec: DeploymentSpec) -> Live: ...
+
+    def rollout(self, spec: DeploymentSpec, release: Release, emit: Emit) -> Rollout: ...
+
+    def stop(self, spec: DeploymentSpec) -> None: ...
