@@ -61,6 +61,9 @@ class ApplyOptions:
     jobs: int = 1
     keep_going: bool = False
     force: bool = False
+    # `canon reproduce`: every stage the plan runs really runs (no lock or run-cache
+    # restore, not even downstream of an identical output: early cut-off is off)
+    rerun: bool = False
 
 
 @dataclass(frozen=True)
@@ -285,7 +288,9 @@ class Applier:
             deps[dep.address] = content.digest
         assert self.environment is not None
         key = stage_key(stage, deps, self.environment)
-        if self.options.force and any(w.reason is Reason.FORCED for w in change.reasons):
+        if self.options.rerun or (
+            self.options.force and any(w.reason is Reason.FORCED for w in change.reasons)
+        ):
             return _Decision(Action.RUN, key, deps)
         record = self._state().stages.get(stage.name)
         if record is not None and record.key == key:

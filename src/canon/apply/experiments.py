@@ -130,15 +130,16 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def worktree(root: Path, commit: str, label: str) -> Any:
-    """A detached worktree of ``commit`` sharing the main workspace's cache and runs."""
+def worktree(root: Path, commit: str, label: str, share: tuple[str, ...] = SHARED) -> Any:
+    """A detached worktree of ``commit`` sharing the main workspace's ``.canon/``
+    entries named in ``share`` (the object cache and the run cache by default)."""
     path = root / WORKTREES / f"{label}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     path.parent.mkdir(parents=True, exist_ok=True)
     git(root, "worktree", "add", "--detach", "--quiet", str(path), commit)
     try:
         state = path / ".canon"
         state.mkdir(exist_ok=True)
-        for name in SHARED:
+        for name in share:
             (root / ".canon" / name).mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileExistsError):
                 os.symlink(root / ".canon" / name, state / name)

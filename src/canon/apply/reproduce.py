@@ -1,0 +1,218 @@
+"""``canon reproduce REV``: re-run a past commit's stages and check them against its lock.
+
+REV (a commit, branch, tag or experiment name) is checked out into a
+temporary worktree that shares the object cache (so its pinned data and
+inputs restore from there) but *not* the run cache: every stage runs again
+(``force``), its key computed from REV's own code, params and pins. Then each
+stage's new outputs are compared with what REV's ``canon.lock`` recorded:
+
+- ``identical``: every output's digest is the recorded one (bit for bit);
+- ``within-tolerance``: some digest differs, but the stage is declared
+  ``deterministic: false`` and every metric is within ``rtol``/``atol`` of
+  the recorded value (metrics files are read from the cache by digest);
+- ``differs``: anything else, with the files (and metrics) that differ.
+
+The report is recorded in the ledger as an apply of REV whose argv is
+``canon reproduce REV`` and whose stages carry the verdict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from canon.apply.experiments import flatten, worktree
+from canon.errors import CanonError, StageFailedError
+from canon.events import Emit
+from canon.stores.exprefs import ExperimentError, ExperimentRefs
+from canon.stores.records import Content, StageRecord
+
+
+@dataclass(frozen=True)
+class StageVerdict:
+    stage: str
+    verdict: str  # identical | within-tolerance | differs | not-run
+    files: tuple[str, ...] = ()  # outputs whose digest differs
+    metrics: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)  # beyond tolerance
+    deterministic: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "verdict": self.verdict,
+            "files": list(self.files),
+            "metrics": {k: list(v) for k, v in self.metrics.items()},
+            "deterministic": self.deterministic,
+        }
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    rev: str
+    commit: str
+    profile: str
+    stages: tuple[StageVerdict, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.verdict in ("identical", "within-tolerance") for s in self.stages)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rev": self.rev,
+            "commit": self.commit,
+            "profile": self.profile,
+            "ok": self.ok,
+            "stages": [s.to_dict() for s in self.stages],
+        }
+
+
+def _metrics(store: Any, content: Content | None) -> dict[str, Any]:
+    if content is None or content.is_dir:
+        return {}
+    with contextlib.suppress(CanonError, OSError, ValueError):
+        return flatten(json.loads(store.read_verified(content.digest)))
+    return {}
+
+
+def _close(a: Any, b: Any, rtol: float, atol: float) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)):
+        return bool(a == b)
+    if not isinstance(b, (int, float)):
+        return False
+    return math.isclose(float(a), float(b), rel_tol=rtol, abs_tol=atol)
+
+
+def compare_stage(
+    name: str,
+    recorded: StageRecord,
+    now: StageRecord | None,
+    metric_paths: tuple[str, ...],
+    deterministic: bool,
+    store: Any,
+    *,
+    rtol: float,
+    atol: float,
+) -> StageVerdict:
+    if now is None:
+        return StageVerdict(name, "not-run", deterministic=deterministic)
+    files = tuple(
+        sorted(
+            p
+            for p in {*recorded.outs, *now.outs}
+            if (recorded.outs.get(p) or _NONE).digest != (now.outs.get(p) or _NONE).digest
+        )
+    )
+    if not files:
+        return StageVerdict(name, "identical", deterministic=deterministic)
+    beyond: dict[str, tuple[Any, Any]] = {}
+    for path in metric_paths:
+        old = _metrics(store, recorded.outs.get(path))
+        new = _metrics(store, now.outs.get(path))
+        for key in sorted({*old, *new}):
+            if not _close(old.get(key), new.get(key), rtol, atol):
+                beyond[f"{path}:{key}"] = (old.get(key), new.get(key))
+    if not deterministic and not beyond:
+        return StageVerdict(name, "within-tolerance", files, {}, deterministic)
+    return StageVerdict(name, "differs", files, beyond, deterministic)
+
+
+_NONE = Content(digest="", size=0, nfiles=0, is_dir=False)  # type: ignore[arg-type]
+
+
+def reproduce(
+    root: Path,
+    rev: str,
+    *,
+    profile: str | None,
+    emit: Emit,
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+    jobs: int = 1,
+) -> Reproduction:
+    from canon.apply.applier import ApplyOptions
+    from canon.apply.session import load, run_apply
+    from canon.stores.ledger import Ledger
+    from canon.stores.lockfile import parse_lock, read_lock
+    from canon.stores.objects import ObjectStore
+
+    refs = ExperimentRefs(root)
+    commit = refs.commit_of(rev)
+    raw = refs.show_file(commit, "canon.lock")
+    if raw is None:
+        raise ExperimentError(
+            f"{rev} ({commit[:12]}) has no canon.lock: nothing was recorded to reproduce",
+            hint="pick a commit whose canon.lock was committed (`git log -- canon.lock`)",
+        )
+    with worktree(root, commit, "reproduce", share=("cache",)) as tree:
+        project, _ = load(tree, profile)
+        recorded = parse_lock(raw).state(project.profile)
+        if not recorded.stages:
+            raise ExperimentError(
+                f"{rev}'s canon.lock records no stage under profile {project.profile!r}",
+                hint="pass the profile it was applied with: canon --profile NAME reproduce",
+            )
+        result = run_apply(
+            tree,
+            profile=profile,
+            options=ApplyOptions(jobs=jobs, force=True, rerun=True),
+            emit=emit,
+            argv=["canon", "reproduce", rev],
+        )
+        if not result.ok:
+            failed = "; ".join(
+                f"{o.name}: {o.message}" for o in result.outcomes if o.status == "failed"
+            )
+            raise StageFailedError(
+                f"{rev}: a stage failed when run again: {failed[:300]}",
+                hint="see the stage's log; its environment may have changed",
+            )
+        now = read_lock(tree).state(project.profile)
+        store = ObjectStore(root / ".canon" / "cache")
+        verdicts = tuple(
+            compare_stage(
+                name,
+                rec,
+                now.stages.get(name),
+                project.stages[name].metrics if name in project.stages else (),
+                project.stages[name].deterministic if name in project.stages else True,
+                store,
+                rtol=rtol,
+                atol=atol,
+            )
+            for name, rec in sorted(recorded.stages.items())
+        )
+    report = Reproduction(rev, commit, project.profile or "", verdicts)
+    _record(root, report, now.stages, Ledger)
+    return report
+
+
+def _record(
+    root: Path, report: Reproduction, now: Mapping[str, StageRecord], ledger_cls: Any
+) -> None:
+    (root / ".canon").mkdir(exist_ok=True)
+    ledger = ledger_cls(root / ".canon" / "ledger.db")
+    try:
+        apply_id = ledger.begin_apply(
+            report.commit, report.profile, ["canon", "reproduce", report.rev]
+        )
+        for v in report.stages:
+            record = now.get(v.stage)
+            ledger.record_stage(
+                apply_id,
+                stage=v.stage,
+                action="reproduce",
+                status=v.verdict,
+                key=str(record.key) if record else None,
+                outputs={p: str(c.digest) for p, c in (record.outs.items() if record else ())},
+                duration=0.0,
+                exit_code=None,
+            )
+        ledger.finish_apply(apply_id, "reproduced" if report.ok else "differs")
+    finally:
+        ledger.close()
