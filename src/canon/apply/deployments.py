@@ -52,16 +52,43 @@ def release_of(root: Path, project: Project, spec: DeploymentSpec) -> Release:
     return Release(spec.name, spec.artifact, str(record.digest), record.commit)
 
 
-def deployer_for(root: Path, spec: DeploymentSpec) -> Deployer:
+def deployer_for(
+    root: Path, project: Project, spec: DeploymentSpec, *, kubectl: bool = False
+) -> Deployer:
     if spec.target is DeployTarget.LOCAL:
         from canon.apply.images import layout_of
         from canon.executors.deploy.local import LocalDeployer
 
         return LocalDeployer(root, layout_of(root))
-    raise DeployError(
-        f"deployment {spec.name}: target {spec.target.value} is rendered, not rolled out here",
-        hint="`canon deploy` renders deploy/<env>/ for Flux or Argo CD to sync",
+    from canon.executors.deploy.kubernetes import Kubectl, KubernetesDeployer
+    from canon.executors.deploy.manifests import Source
+    from canon.executors.image.repo import origin_url
+
+    source = Source(
+        project.name, origin_url(root) or f"https://git.example.invalid/{project.name}.git"
     )
+    return KubernetesDeployer(
+        root, source, repository_of(root, project, spec), Kubectl() if kubectl else None
+    )
+
+
+def repository_of(root: Path, project: Project, spec: DeploymentSpec) -> str:
+    """``image:`` of the deployment, else the profile's ``registry``/<artifact>."""
+    if spec.image:
+        return spec.image
+    values = (
+        load_project_memoised(root, profile=spec.profile).profile_values
+        if spec.profile and spec.profile != project.profile
+        else project.profile_values
+    )
+    registry = values.get("registry")
+    if not isinstance(registry, str) or not registry or registry.startswith("oci-layout:"):
+        raise DeployError(
+            f"deployment {spec.name}: no registry to pull {spec.artifact} from",
+            hint="set image: registry.example.com/team/model on the deployment, or "
+            "registry: in its profile (and `canon push-image` there)",
+        )
+    return f"{registry.rstrip('/')}/{spec.artifact}"
 
 
 def roll_out(
@@ -71,6 +98,7 @@ def roll_out(
     names: Sequence[str] = (),
     emit: Emit,
     deployers: dict[str, Deployer] | None = None,
+    kubectl: bool = False,
 ) -> list[Rollout]:
     """Roll every selected deployment to its pinned image; each outcome goes to the ledger."""
     project = load_project_memoised(root, profile=profile)
@@ -78,10 +106,10 @@ def roll_out(
     ledger = Ledger(root / LEDGER)
     try:
         for spec in select(project, names):
-            if spec.target is not DeployTarget.LOCAL and not deployers:
-                continue
             release = release_of(root, project, spec)
-            deployer = (deployers or {}).get(spec.name) or deployer_for(root, spec)
+            deployer = (deployers or {}).get(spec.name) or deployer_for(
+                root, project, spec, kubectl=kubectl
+            )
             emit(Notice(f"{spec.name}: rolling out {spec.artifact} {release.digest[:19]}…"))
             result = deployer.rollout(spec, release, emit)
             ledger.record_rollout(
@@ -104,17 +132,15 @@ def roll_out(
 def observe_all(
     root: Path, *, profile: str | None, names: Sequence[str] = ()
 ) -> list[tuple[DeploymentSpec, str | None, Live]]:
-    """(spec, declared digest, live) for each local deployment."""
+    """(spec, declared digest, live) for each deployment."""
     project = load_project_memoised(root, profile=profile)
     found = []
     for spec in select(project, names):
-        if spec.target is not DeployTarget.LOCAL:
-            continue
         try:
             declared: str | None = release_of(root, project, spec).digest
         except DeployError:
             declared = None
-        found.append((spec, declared, deployer_for(root, spec).observe(spec)))
+        found.append((spec, declared, deployer_for(root, project, spec).observe(spec)))
     return found
 
 
@@ -122,4 +148,4 @@ def stop(root: Path, *, profile: str | None, names: Sequence[str]) -> None:
     project = load_project_memoised(root, profile=profile)
     for spec in select(project, names):
         if spec.target is DeployTarget.LOCAL:
-            deployer_for(root, spec).stop(spec)
+            deployer_for(root, project, spec).stop(spec)

@@ -16,10 +16,20 @@ from canon.interfaces.cli.commands._common import print_json, profile_of, root_o
 @click.argument("envs", nargs=-1)
 @click.option("--status", "show", is_flag=True, help="Show declared vs live, and drift.")
 @click.option("--stop", "stop_", is_flag=True, help="Stop the deployments' processes.")
+@click.option(
+    "--kubectl",
+    is_flag=True,
+    help="kubernetes targets: also `kubectl apply --server-side` the rendered manifests.",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @click.pass_context
 def command(
-    ctx: click.Context, envs: tuple[str, ...], show: bool, stop_: bool, as_json: bool
+    ctx: click.Context,
+    envs: tuple[str, ...],
+    show: bool,
+    stop_: bool,
+    kubectl: bool,
+    as_json: bool,
 ) -> int:
     from canon.apply.deployments import observe_all, roll_out, stop
 
@@ -63,7 +73,7 @@ def command(
         else:
             click.echo(getattr(event, "message", str(event)))
 
-    results = roll_out(root, profile=profile, names=envs, emit=emit)
+    results = roll_out(root, profile=profile, names=envs, emit=emit, kubectl=kubectl)
     for r in results:
         click.echo(
             f"{r.outcome:<12} {r.environment} {r.digest[:19]}…  {r.reason} ({r.duration:.1f}s)"
