@@ -19,6 +19,7 @@ from canon.declare.project import DeploymentSpec, DeployTarget, Project
 from canon.errors import DeployError
 from canon.events import Emit, Notice
 from canon.executors.deploy.target import Deployer, Live, Release, Rollout
+from canon.plan.observed import DeploymentObservation
 from canon.stores.ledger import Ledger
 from canon.stores.lockfile import read_lock
 
@@ -142,6 +143,32 @@ def observe_all(
             declared = None
         found.append((spec, declared, deployer_for(root, project, spec).observe(spec)))
     return found
+
+
+def observe_deployments(root: Path, project: Project) -> dict[str, DeploymentObservation]:
+    """What each deployment runs now, for the planner."""
+    found: dict[str, DeploymentObservation] = {}
+    for spec in project.deployments.values():
+        try:
+            live = deployer_for(root, project, spec).observe(spec)
+        except DeployError as exc:
+            found[spec.name] = DeploymentObservation(None, False, (exc.message,))
+            continue
+        found[spec.name] = DeploymentObservation(live.digest, live.healthy, live.drift)
+    return found
+
+
+def roll_out_checked(root: Path, *, profile: str | None, names: Sequence[str], emit: Emit) -> None:
+    """``roll_out`` for ``canon apply``: a rollout that was rolled back fails the apply."""
+    results = roll_out(root, profile=profile, names=names, emit=emit)
+    for r in results:
+        emit(Notice(f"deployment.{r.environment} {r.outcome}: {r.reason}"))
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise DeployError(
+            "; ".join(f"deployment {r.environment} rolled back: {r.reason}" for r in failed),
+            hint="the previous version keeps serving; see `canon deploy --status`",
+        )
 
 
 def stop(root: Path, *, profile: str | None, names: Sequence[str]) -> None:

@@ -82,6 +82,10 @@ def make_plan(
 
             images = observe_images(root, project, observed.lock.state(project.profile))
             observed = replace(observed, images=images)
+        if project.deployments and not targets:
+            from canon.apply.deployments import observe_deployments
+
+            observed = replace(observed, deployments=observe_deployments(root, project))
         return Planned(project, pipeline, observed, plan(project, pipeline, observed, options))
     finally:
         if own:
@@ -182,6 +186,11 @@ def run_apply(
                         built = build_locked(root, profile=profile, names=(), emit=emit)
                         for image in built.built:
                             emit(Notice(f"built image.{image.name} {image.manifest.digest}"))
+                    deploy = [c.name for c in current.pending if c.kind == "deployment"]
+                    if result.ok and deploy:
+                        from canon.apply.deployments import roll_out_checked
+
+                        roll_out_checked(root, profile=profile, names=deploy, emit=emit)
                     status = "succeeded" if result.ok else "failed"
                     return result
                 except CanonError:

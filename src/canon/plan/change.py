@@ -20,6 +20,7 @@ class Action(StrEnum):
     PIN = "pin"  # record a dataset's content in the lock and the cache
     UPDATE = "update"  # the declaration no longer matches the pin: `canon data update NAME`
     BUILD = "build"  # build an image (artifacts:) and record its digest
+    DEPLOY = "deploy"  # roll a deployment out to the image canon.lock pins
     NOOP = "noop"
 
 
@@ -51,6 +52,10 @@ class Reason(StrEnum):
     NEVER_BUILT = "NEVER_BUILT"  # an artifact with no image recorded
     INPUTS_CHANGED = "INPUTS_CHANGED"  # an image's key (everything that goes into it) changed
     IMAGE_MISSING = "IMAGE_MISSING"  # recorded, but not in .canon/images
+    NEVER_DEPLOYED = "NEVER_DEPLOYED"  # a deployment with nothing running / rendered
+    DIGEST_CHANGED = "DIGEST_CHANGED"  # the live image is not the one canon.lock pins
+    DEPLOYMENT_DRIFT = "DEPLOYMENT_DRIFT"  # a process died, another version answers, an edit
+    NOT_BUILT = "NOT_BUILT"  # canon.lock pins no image for the deployment's artifact yet
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ class Why:
     def describe(self) -> str:
         if self.reason is Reason.DATA_DRIFT and isinstance(self.after, str):
             return f"DATA_DRIFT {self.subject}: {self.after}"
+        if self.reason is Reason.DEPLOYMENT_DRIFT and isinstance(self.after, str):
+            return f"DEPLOYMENT_DRIFT: {self.after}"
         text = self.reason.value
         if self.subject:
             text += f" {self.subject}"

@@ -38,6 +38,16 @@ class ImageObservation:
 
 
 @dataclass(frozen=True)
+class DeploymentObservation:
+    """A deployment as seen live: the image digest it runs or renders (None: nothing),
+    whether every replica is ready, and every drift found, in words."""
+
+    digest: str | None = None
+    healthy: bool = False
+    drift: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Observed:
     lock: Lock
     contents: Mapping[str, Content | None]  # workspace path -> content (None: missing)
@@ -47,3 +57,4 @@ class Observed:
     commit: str | None = None
     data: Mapping[str, DataObservation] = field(default_factory=dict)  # dataset name -> seen
     images: Mapping[str, ImageObservation] = field(default_factory=dict)  # artifact -> seen
+    deployments: Mapping[str, DeploymentObservation] = field(default_factory=dict)  # env -> seen

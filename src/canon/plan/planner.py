@@ -67,6 +67,11 @@ def plan(project: Project, pipeline: Pipeline, observed: Observed, options: Plan
         changes.append(change)
     if project.artifacts and not options.targets:
         changes += plan_images(project, state, observed.images, actions)
+    if project.deployments and not options.targets:
+        from canon.plan.deployments import plan_deployments
+
+        building = {c.name for c in changes if c.kind == "image" and c.action is Action.BUILD}
+        changes += plan_deployments(project, state, observed.deployments, building)
 
     return Plan(
         changes=tuple(changes),

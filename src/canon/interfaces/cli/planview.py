@@ -11,6 +11,7 @@ _COLOURS = {
     Action.RESTORE: "cyan",
     Action.PIN: "magenta",
     Action.UPDATE: "red",
+    Action.DEPLOY: "green",
 }
 
 
