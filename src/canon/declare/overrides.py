@@ -16,6 +16,7 @@ reported with a did-you-mean), never through a non-mapping.
 from __future__ import annotations
 
 import copy
+import datetime
 import difflib
 import itertools
 import json
@@ -51,6 +52,8 @@ def _scalar(text: str, where: str) -> Any:
             f"-S {where}: {text!r} is not a value: {str(exc).splitlines()[0]}",
             hint="quote strings, e.g. -S 'train.kind=\"rbf\"'",
         ) from None
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return text.strip()  # 2014-01-01 stays the text written (params hold dates as strings)
     return value
 
 

@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gc": ("gc", "Remove objects no commit, ref or lock references (local cache or a remote)."),
     "exp": ("exp", "Experiments as Git refs: run (-S, sweeps, --queue), show, diff, promote."),
     "reproduce": ("reproduce", "Re-run a past commit's stages; compare digests and metrics."),
+    "backtest": ("backtest", "Earlier commits' models, their own code, on other time windows."),
 }
 
 

@@ -1,0 +1,88 @@
+"""``canon backtest``: earlier models, with their own code, on other time windows."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from canon.interfaces.cli.commands._common import profile_of, root_of
+
+
+@click.command(
+    "backtest",
+    help="Evaluate the models of earlier commits (their own code, params and data pins) on "
+    "other time windows: a models x windows table, each cell recorded as an experiment.",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    required=True,
+    metavar="REV[,REV...]",
+    help="Commits (or tags, experiments) whose models to test.",
+)
+@click.option(
+    "--window",
+    "windows",
+    multiple=True,
+    required=True,
+    metavar="START..END",
+    help="A time window, e.g. 2014-01-01..2014-12-31 (repeat for more).",
+)
+@click.option(
+    "--window-params",
+    default="evaluate.test_from,evaluate.test_until",
+    show_default=True,
+    metavar="FROM_KEY,UNTIL_KEY",
+    help="The params that select the evaluation window.",
+)
+@click.option("--metric", default=None, help="Metric shown in the table (default: the first).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def command(
+    ctx: click.Context,
+    models: tuple[str, ...],
+    windows: tuple[str, ...],
+    window_params: str,
+    metric: str | None,
+    jobs: int | None,
+    as_json: bool,
+) -> int:
+    from canon.apply.backtest import backtest, parse_window
+    from canon.events import discard
+
+    keys = [k.strip() for k in window_params.split(",")]
+    if len(keys) != 2 or not all(keys):
+        raise click.UsageError("--window-params takes two params keys: FROM_KEY,UNTIL_KEY")
+    revs = [r for m in models for r in m.split(",") if r]
+    result = backtest(
+        root_of(ctx),
+        revs,
+        [parse_window(w) for w in windows],
+        window_params=(keys[0], keys[1]),
+        profile=profile_of(ctx),
+        emit=discard,
+        jobs=jobs or os.cpu_count() or 1,
+    )
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), default=str))
+        return 0 if all(not c.error for c in result.cells) else 1
+    name = metric or next((k for c in result.cells for k in c.metrics), "")
+    width = max(len(r) for r in result.models) + 2
+    click.echo(f"{name or 'metric':<{width}}" + "".join(f"{w:>26}" for w in result.windows))
+    for rev in result.models:
+        row = f"{rev:<{width}}"
+        for w in result.windows:
+            cell = result.cell(rev, w)
+            value = "-" if cell is None else ("failed" if cell.error else cell.metrics.get(name))
+            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            row += f"{shown:>26}"
+        click.echo(row)
+    for c in result.cells:
+        if c.error:
+            click.echo(f"{c.model} on {c.window}: {c.error}", err=True)
+    click.echo("recorded as experiments bt-<commit>-<window> (see `canon exp show`)")
+    return 0 if all(not c.error for c in result.cells) else 1
