@@ -48,3 +48,42 @@ def test_status_and_apply_converge_a_local_deployment(tmp_path: Path) -> None:
         assert p.canon("status", check=False).returncode == 0
     finally:
         p.canon("deploy", "--stop", check=False)
+
+
+def test_rollback_is_a_commit_and_a_rollout(tmp_path: Path) -> None:
+    from canon.stores.ledger import Ledger
+    from tests.images.conftest import GIT_ENV, TRAIN_PY
+
+    port = free_port()
+    p = make_project(tmp_path / "toy")
+    with (p.root / "canon.yaml").open("a") as f:
+        f.write(f"deployments:\n  local: {{target: local, artifact: model, port: {port}}}\n")
+    p.git("commit", "-qam", "deploy")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        p.canon("apply")
+        p.git("add", "canon.lock")
+        p.git("commit", "-qm", "lock v1")
+        v1 = p.digest("model")
+        (p.root / "train.py").write_text(TRAIN_PY.replace("[0.5, 2.0]", "[1.0, 2.0]"))
+        p.git("commit", "-qam", "v2")
+        p.canon("apply")
+        p.git("commit", "-qam", "lock v2")
+        v2 = p.digest("model")
+        assert httpx.get(url + "/provenance").json()["image"] == v2
+
+        done = p.canon("rollback", "local", env=GIT_ENV)
+        assert "succeeded" in done.stdout
+        assert p.digest("model") == v1
+        assert httpx.get(url + "/provenance").json()["image"] == v1
+        assert p.git("log", "-1", "--format=%s").startswith("canon rollback local: model")
+        assert p.git("status", "--porcelain", "canon.lock") == ""
+        ledger = Ledger(p.root / ".canon" / "ledger.db")
+        latest = ledger.rollouts("local")[0]
+        ledger.close()
+        assert (latest["digest"], latest["previous"], latest["outcome"]) == (v1, v2, "succeeded")
+        with pytest.raises(AssertionError, match=r"canon\.lock has uncommitted changes"):
+            (p.root / "canon.lock").write_text((p.root / "canon.lock").read_text() + "\n")
+            p.canon("rollback", "local", env=GIT_ENV)
+    finally:
+        p.canon("deploy", "--stop", check=False)

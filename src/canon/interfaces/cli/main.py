@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cache": ("cache", "Inspect the local object cache (`canon cache verify [--repair]`)."),
     "serve": ("serve", "Serve a model over HTTP (/predict, /readyz, /provenance, /metrics)."),
     "deploy": ("deploy", "Roll deployments out to the pinned image (--status, --stop)."),
+    "rollback": ("rollback", "Pin an earlier image for a deployment (a commit) and roll out."),
     "gc": ("gc", "Remove objects no commit, ref or lock references (local cache or a remote)."),
     "exp": ("exp", "Experiments as Git refs: run (-S, sweeps, --queue), show, diff, promote."),
     "reproduce": ("reproduce", "Re-run a past commit's stages; compare digests and metrics."),
