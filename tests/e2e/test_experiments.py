@@ -107,6 +107,8 @@ def test_bad_input_is_a_clear_error_and_records_nothing(
     assert "'nope' is not a commit" in r.stderr
     r = ws.canon("exp", "run", "-S", "train.fail=true", "--name", "broken", env=env)
     assert r.returncode == 1 and "experiment broken failed" in r.stderr
+    kept = ws.root / ".canon" / "exps" / "logs" / "broken" / "train.log"
+    assert str(kept) in r.stderr and kept.is_file()  # the log outlives the worktree
     assert git(ws.root, "for-each-ref", "refs/canon/exps/") == ""
     assert "Traceback" not in r.stderr
 

@@ -203,8 +203,13 @@ def run_experiment(root: Path, spec: ExperimentSpec, emit: Emit) -> Experiment:
             argv=["canon", "exp", "run", spec.name],
         )
         if not result.ok:
+            # keep the stage logs: the worktree (and its .canon/logs) is removed below
+            kept = root / ".canon" / "exps" / "logs" / spec.name
+            with contextlib.suppress(OSError):
+                shutil.copytree(tree / ".canon" / "logs", kept, dirs_exist_ok=True)
             failed = [o for o in result.outcomes if o.status == "failed"]
-            detail = "; ".join(f"{o.name}: {o.message}" for o in failed)[:400]
+            detail = "; ".join(f"{o.name}: {o.message}" for o in failed)
+            detail = detail.replace(str(tree / ".canon" / "logs"), str(kept))[:600]
             raise StageFailedError(
                 f"experiment {spec.name} failed: {detail or 'a stage failed'}",
                 hint="nothing was recorded; fix the stage and run the experiment again",
