@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from canon.declare.artifacts import resolve_artifacts
-from canon.declare.deployments import resolve_deployments
 from canon.declare.datasets import resolve_datasets
+from canon.declare.deployments import resolve_deployments
 from canon.declare.diagnostics import Problems, did_you_mean
 from canon.declare.interpolate import (
     InterpolationError,

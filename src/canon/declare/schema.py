@@ -235,7 +235,8 @@ class Deployment(_Model):
     namespace: Name | None = Field(default=None, description="kubernetes: the namespace.")
     image: NonEmptyStr | None = Field(
         default=None,
-        description="kubernetes: the image repository (default: the profile's registry/<artifact>).",
+        description="kubernetes: the image repository "
+        "(default: the profile's registry/<artifact>).",
     )
     ready_timeout: float = Field(
         default=30.0, gt=0, le=600, description="Seconds a new version has to pass /readyz."
