@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "Serve a model over HTTP (/predict, /readyz, /provenance, /metrics)."),
     "deploy": ("deploy", "Roll deployments out to the pinned image (--status, --stop)."),
     "rollback": ("rollback", "Pin an earlier image for a deployment (a commit) and roll out."),
+    "controller": ("controller", "Reconcile to a Git branch in a loop (poll + signed webhook)."),
     "gc": ("gc", "Remove objects no commit, ref or lock references (local cache or a remote)."),
     "exp": ("exp", "Experiments as Git refs: run (-S, sweeps, --queue), show, diff, promote."),
     "reproduce": ("reproduce", "Re-run a past commit's stages; compare digests and metrics."),

@@ -1,0 +1,184 @@
+"""The reconcile loop: the live state follows a Git branch.
+
+Each reconcile: ``git fetch`` the remote branch -> check the fetched commit out (the
+controller owns its clone: tracked files follow Git, ignored outputs and ``.canon/``
+stay) -> ``canon apply`` (load, observe, plan, apply — under the same repo lock as the CLI,
+so the two never apply at once) -> health of the deployments -> record. The result says
+what happens next (fluxcd kustomize-controller's model):
+
+- ``Ready``   — applied and healthy; come back after the interval (with jitter);
+- ``Retry``   — transient (Git unreachable, the repo lock busy, a remote down, a rollout
+                that did not get ready): back off exponentially, capped;
+- ``Stalled`` — needs a Git change (the declaration is invalid, a stage fails): wait for
+                a new commit; the same commit is not retried.
+
+A failed or empty read of Git never prunes or undeploys anything: on a fetch failure
+nothing is applied, and apply itself never removes deployments.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from canon.errors import (
+    CanonError,
+    DeclarationError,
+    GraphError,
+    LockedError,
+    ProfileError,
+    StageFailedError,
+)
+from canon.events import Emit, Event
+
+
+class Condition(StrEnum):
+    READY = "Ready"
+    RETRY = "Retry"
+    STALLED = "Stalled"
+
+
+@dataclass(frozen=True)
+class Result:
+    condition: Condition
+    reason: str  # a stable code: ReconciliationSucceeded, GitFetchFailed, ...
+    message: str
+    attempted: str | None  # the commit this reconcile looked at
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Options:
+    remote: str = "origin"
+    branch: str = "main"
+    interval: float = 60.0
+    jitter: float = 0.1  # +-10 % of the interval, so many controllers do not poll in step
+    backoff_start: float = 2.0
+    backoff_max: float = 300.0
+    profile: str | None = None
+
+
+@dataclass
+class Status:
+    """What the controller's /readyz, /status and /metrics show."""
+
+    last: Result | None = None
+    last_applied: str | None = None
+    last_attempted: str | None = None
+    reconciles: dict[str, int] = field(default_factory=dict)  # condition -> count
+    failures_in_a_row: int = 0
+
+
+ApplyFn = Callable[[Path, str | None, Emit], None]
+
+
+def _apply(root: Path, profile: str | None, emit: Emit) -> None:
+    from canon.apply.session import run_apply
+
+    result = run_apply(root, profile=profile, emit=emit, argv=("canon", "controller"), wait=30)
+    if not result.ok:
+        raise StageFailedError(f"apply failed: {', '.join(result.failed) or 'see the ledger'}")
+
+
+def _git(root: Path, *args: str, timeout: float = 120) -> str:
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise OSError(done.stderr.strip()[:300] or f"git {args[0]} failed")
+    return done.stdout.strip()
+
+
+class Controller:
+    def __init__(
+        self,
+        root: Path,
+        options: Options,
+        emit: Emit,
+        apply: ApplyFn = _apply,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.root = root
+        self.options = options
+        self.emit = emit
+        self.apply = apply
+        self.clock = clock
+        self.status = Status()
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self._stalled_on: str | None = None
+
+    def reconcile(self) -> Result:
+        o = self.options
+        try:
+            _git(self.root, "fetch", "--quiet", o.remote, o.branch)
+            commit = _git(self.root, "rev-parse", "--verify", "FETCH_HEAD^{commit}")
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return self._record(Condition.RETRY, "GitFetchFailed", str(exc), None)
+        if not commit:
+            return self._record(Condition.RETRY, "GitEmpty", "the branch resolved to nothing", None)
+        if commit == self._stalled_on:
+            return self._record(
+                Condition.STALLED,
+                "WaitingForGitChange",
+                f"{commit[:12]} stalled before; waiting for a new commit",
+                commit,
+            )
+        try:
+            _git(self.root, "checkout", "--quiet", "--force", "--detach", commit)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return self._record(Condition.RETRY, "CheckoutFailed", str(exc), commit)
+        try:
+            self.apply(self.root, o.profile, self.emit)
+        except (DeclarationError, GraphError, ProfileError, StageFailedError) as exc:
+            self._stalled_on = commit
+            return self._record(Condition.STALLED, type(exc).__name__, exc.message, commit)
+        except LockedError as exc:
+            return self._record(Condition.RETRY, "RepoLocked", exc.message, commit)
+        except CanonError as exc:
+            return self._record(Condition.RETRY, exc.code, exc.message, commit)
+        self._stalled_on = None
+        self.status.last_applied = commit
+        return self._record(
+            Condition.READY, "ReconciliationSucceeded", f"applied {commit[:12]}", commit
+        )
+
+    def _record(
+        self, condition: Condition, reason: str, message: str, commit: str | None
+    ) -> Result:
+        result = Result(condition, reason, message, commit, self.clock())
+        s = self.status
+        s.last = result
+        s.last_attempted = commit or s.last_attempted
+        s.reconciles[condition.value] = s.reconciles.get(condition.value, 0) + 1
+        s.failures_in_a_row = 0 if condition is Condition.READY else s.failures_in_a_row + 1
+        self.emit(ReconcileFinished(condition.value, reason, message, commit))
+        return result
+
+    def next_wait(self, result: Result, rng: random.Random | None = None) -> float:
+        """Seconds until the next reconcile (a webhook can wake it sooner)."""
+        o = self.options
+        rng = rng or random.Random()
+        if result.condition is Condition.RETRY:
+            n = max(0, self.status.failures_in_a_row - 1)
+            return min(o.backoff_max, o.backoff_start * 2.0**n) * rng.uniform(0.8, 1.2)
+        return o.interval * rng.uniform(1 - o.jitter, 1 + o.jitter)
+
+    def run(self) -> None:
+        """Reconcile until ``stopping`` is set; ``wake`` starts one at once."""
+        while not self.stopping.is_set():
+            self.wake.clear()
+            result = self.reconcile()
+            self.wake.wait(self.next_wait(result))
+
+
+@dataclass(frozen=True)
+class ReconcileFinished(Event):
+    condition: str
+    reason: str
+    message: str
+    commit: str | None
