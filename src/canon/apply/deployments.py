@@ -11,6 +11,7 @@ is rolled out again, which heals it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from canon.declare.project import DeploymentSpec, DeployTarget, Project
 from canon.errors import DeployError
 from canon.events import Emit, Notice
 from canon.executors.deploy.target import Deployer, Live, Release, Rollout
+from canon.executors.notify import Message, Notifier, WebhookNotifier
 from canon.plan.observed import DeploymentObservation
 from canon.stores.ledger import Ledger
 from canon.stores.lockfile import read_lock
@@ -100,6 +102,7 @@ def roll_out(
     emit: Emit,
     deployers: dict[str, Deployer] | None = None,
     kubectl: bool = False,
+    notifier: Notifier | None = None,
 ) -> list[Rollout]:
     """Roll every selected deployment to its pinned image; each outcome goes to the ledger."""
     project = load_project_memoised(root, profile=profile)
@@ -125,9 +128,52 @@ def roll_out(
                 duration=result.duration,
             )
             results.append(result)
+            _notify(project, spec, release, result, emit, notifier)
     finally:
         ledger.close()
     return results
+
+
+def _notify(
+    project: Project,
+    spec: DeploymentSpec,
+    release: Release,
+    result: Rollout,
+    emit: Emit,
+    notifier: Notifier | None,
+) -> None:
+    """Tell the profile's webhook (``notify: ENV_VAR`` naming the URL's variable)."""
+    if result.outcome == "unchanged":
+        return
+    if notifier is None:
+        variable = project.profile_values.get("notify")
+        if not isinstance(variable, str) or not variable:
+            return
+        url = os.environ.get(variable, "")
+        if not url:
+            emit(Notice(f"notifications skipped: ${variable} is not set"))
+            return
+        notifier = WebhookNotifier(url)
+    if result.outcome == "rolled_back":
+        event, verb = "rolled_back", "was rolled back"
+    elif result.previous == result.digest:
+        event, verb = "drift_healed", "drift healed"
+    else:
+        event, verb = "rollout_succeeded", "rolled out"
+    text = (
+        f"canon: {project.name}/{spec.name} {verb}: {spec.artifact} "
+        f"{result.digest[:19]}… (commit {release.commit[:12]}) — {result.reason}"
+    )
+    fields = {
+        "digest": result.digest,
+        "previous": result.previous,
+        "commit": release.commit,
+        "outcome": result.outcome,
+        "reason": result.reason,
+    }
+    problem = notifier.send(Message(event, spec.name, text, fields))
+    if problem is not None:
+        emit(Notice(f"notification for {spec.name} not delivered: {problem}"))
 
 
 def observe_all(
