@@ -94,13 +94,12 @@ def _die_with_parent() -> None:
     """In the child: SIGKILL it when the worker that started it dies (Linux
     PR_SET_PDEATHSIG), so a dead worker leaves no stage writing behind the
     retry's back."""
+    import contextlib
     import ctypes
     import signal
 
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 class DaskRunner:
