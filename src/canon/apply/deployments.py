@@ -11,8 +11,9 @@ is rolled out again, which heals it.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from canon.declare.memo import load_project_memoised
@@ -215,6 +216,17 @@ def roll_out_checked(root: Path, *, profile: str | None, names: Sequence[str], e
             "; ".join(f"deployment {r.environment} rolled back: {r.reason}" for r in failed),
             hint="the previous version keeps serving; see `canon deploy --status`",
         )
+
+
+@contextlib.contextmanager
+def repo_locked(root: Path, argv: Sequence[str], wait: float = 30.0) -> Iterator[None]:
+    """The apply lock, for `canon deploy` / `canon rollback` (apply holds it already):
+    the CLI, the controller and another rollout never change a deployment at once."""
+    from canon.stores.repolock import RepoLock
+
+    with RepoLock(root / ".canon" / "apply.lock") as lock:
+        lock.acquire(argv, wait=wait)
+        yield
 
 
 def stop(root: Path, *, profile: str | None, names: Sequence[str]) -> None:

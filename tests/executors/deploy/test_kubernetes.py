@@ -135,9 +135,12 @@ def test_canon_deploy_renders_a_kubernetes_deployment(tmp_path: Path) -> None:
         f.write("deployments:\n  prod: {target: kubernetes, artifact: model, replicas: 2,"
                 " image: registry.example.com/toy/model}\n")
     p.git("commit", "-qam", "deploy")
-    p.canon("apply")
+    status = p.canon("status", check=False)
+    assert "deploy  deployment.prod" in status.stdout
+    applied = p.canon("apply")  # builds the images, then renders deploy/
+    assert "deployment.prod succeeded: rendered 5 file(s)" in applied.stdout
     done = p.canon("deploy", "prod")
-    assert "succeeded" in done.stdout and "rendered 5 file(s)" in done.stdout
+    assert "unchanged" in done.stdout and "manifests already rendered" in done.stdout
     digest = p.digest("model")
     doc = yaml.safe_load((p.root / "deploy/prod/deployment.yaml").read_text())
     assert doc["spec"]["template"]["spec"]["containers"][0]["image"] == (

@@ -86,16 +86,16 @@ def test_rollouts_lose_no_request_and_a_broken_version_is_rolled_back(tmp_path: 
     commit(p, {})
     url = f"http://127.0.0.1:{port}"
     try:
-        p.canon("apply")
-        first = p.canon("deploy")
-        assert "succeeded" in first.stdout, first.stdout
+        first = p.canon("apply")  # runs the stage, builds the images, rolls local out
+        assert "deployment.local succeeded" in first.stdout, first.stdout
         v1 = p.digest("model")
         assert httpx.get(url + "/provenance").json()["image"] == v1
         assert httpx.get(url + "/provenance").json()["verified"] is True
 
         # a new model (weights 0.5, 2.0 -> 1.0, 2.0) under constant load
         commit(p, {"train.py": TRAIN_PY.replace("[0.5, 2.0]", "[1.0, 2.0]")})
-        p.canon("apply")
+        p.canon("apply", "train")  # stage targets: no images, no rollout
+        p.canon("build")
         v2 = p.digest("model")
         assert v2 != v1
         with Hammer(url) as hammer:
@@ -109,7 +109,7 @@ def test_rollouts_lose_no_request_and_a_broken_version_is_rolled_back(tmp_path: 
 
         # a version whose /readyz never passes gets no traffic and is rolled back
         commit(p, {"src/toy/serve.py": BROKEN})
-        p.canon("apply")
+        p.canon("build")
         v3 = p.digest("model")
         with Hammer(url) as hammer:
             time.sleep(0.3)
@@ -139,9 +139,8 @@ def test_rollouts_lose_no_request_and_a_broken_version_is_rolled_back(tmp_path: 
         assert f"model server pid {pid}" in status.stdout and "died" in status.stdout
         assert "OUT OF SYNC" in status.stdout
         commit(p, {"src/toy/serve.py": SERVE})  # back to a good handler: v2's content
-        p.canon("apply")
-        healed = p.canon("deploy")
-        assert "succeeded" in healed.stdout
+        healed = p.canon("apply")
+        assert "deployment.local succeeded" in healed.stdout
         assert p.canon("deploy", "--status", check=False).returncode == 0
     finally:
         p.canon("deploy", "--stop", check=False)

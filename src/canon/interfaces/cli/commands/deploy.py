@@ -73,7 +73,10 @@ def command(
         else:
             click.echo(getattr(event, "message", str(event)))
 
-    results = roll_out(root, profile=profile, names=envs, emit=emit, kubectl=kubectl)
+    from canon.apply.deployments import repo_locked
+
+    with repo_locked(root, ["canon", "deploy", *envs]):
+        results = roll_out(root, profile=profile, names=envs, emit=emit, kubectl=kubectl)
     for r in results:
         click.echo(
             f"{r.outcome:<12} {r.environment} {r.digest[:19]}…  {r.reason} ({r.duration:.1f}s)"

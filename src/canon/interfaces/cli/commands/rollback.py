@@ -21,6 +21,10 @@ def command(ctx: click.Context, environment: str, to: str | None) -> int:
     def emit(event: object) -> None:
         click.echo(getattr(event, "message", str(event)))
 
-    r = rollback(root_of(ctx), profile=profile_of(ctx), environment=environment, to=to, emit=emit)
+    from canon.apply.deployments import repo_locked
+
+    root = root_of(ctx)
+    with repo_locked(root, ["canon", "rollback", environment]):
+        r = rollback(root, profile=profile_of(ctx), environment=environment, to=to, emit=emit)
     click.echo(f"{r.outcome:<12} {r.environment} {r.digest[:19]}…  {r.reason}")
     return 0 if r.ok else 1
