@@ -33,7 +33,16 @@ from canon.declare.project import DeploymentSpec
 from canon.errors import DeployError
 from canon.events import Emit, Notice
 from canon.executors.deploy.rootfs import extract_image
-from canon.executors.deploy.target import Backend, Live, Release, Rollout
+from canon.executors.deploy.target import Backend, Release, Rollout
+from canon.observe.deployments import (
+    SERVER_MARKER,
+    Live,
+    alive,
+    get_json,
+    home,
+    observe_local,
+    process_state,
+)
 from canon.stores.atomic import atomic_write
 from canon.stores.oci.layout import ImageLayout
 
@@ -45,21 +54,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
-
-
-def alive(pid: int, marker: str) -> bool:
-    """``pid`` runs and its command line holds ``marker`` (guards against PID reuse)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    if marker.encode() not in cmdline:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie is dead
 
 
 def terminate(pids: list[int], timeout: float = STOP_SECONDS) -> None:
@@ -78,11 +72,7 @@ def terminate(pids: list[int], timeout: float = STOP_SECONDS) -> None:
 def _running(pid: int) -> bool:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reap our own children
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    return process_state(pid) not in (None, "Z")
 
 
 @dataclass
@@ -110,7 +100,7 @@ class LocalDeployer:
     # -- files -------------------------------------------------------------
 
     def home(self, env: str) -> Path:
-        return self.root / ".canon" / "deploy" / env
+        return home(self.root, env)
 
     def load(self, env: str) -> State:
         try:
@@ -135,30 +125,7 @@ class LocalDeployer:
     # -- observe -------------------------------------------------------------
 
     def observe(self, spec: DeploymentSpec) -> Live:
-        state = self.load(spec.name)
-        last = (state.last_rollout or {}).get("summary")
-        if state.active is None and state.router is None:
-            return Live(spec.name, None, last_rollout=last)
-        drift: list[str] = []
-        if state.router is None or not alive(int(state.router["pid"]), "deploy.router"):
-            drift.append("the router is not running")
-        ready = 0
-        for b in state.backends:
-            if not alive(b.pid, "serve"):
-                drift.append(f"model server pid {b.pid} (port {b.port}) died")
-            elif _get(f"http://127.0.0.1:{b.port}/readyz") is not None:
-                ready += 1
-        answering = _get(f"http://{spec.host}:{spec.port}/provenance")
-        live_digest = answering.get("image") if answering else None
-        active = state.active["digest"] if state.active else None
-        if answering is None:
-            drift.append(f"nothing answers on {spec.host}:{spec.port}")
-        elif live_digest != active:
-            drift.append(
-                f"port {spec.port} answers with image {str(live_digest)[:19]}…, canon deployed "
-                f"{str(active)[:19]}… (started by hand?)"
-            )
-        return Live(spec.name, live_digest, ready, spec.replicas, tuple(drift), last)
+        return observe_local(self.root, spec)
 
     # -- rollout -------------------------------------------------------------
 
@@ -200,7 +167,7 @@ class LocalDeployer:
         time.sleep(DRAIN_SECONDS)
         failure = self._check(new)
         if failure is not None:
-            living = [b for b in old if alive(b.pid, "serve")]
+            living = [b for b in old if alive(b.pid, SERVER_MARKER)]
             if living:
                 self.switch(spec.name, living)
                 state.active = {
@@ -219,7 +186,7 @@ class LocalDeployer:
                 started,
                 living,
             )
-        terminate([b.pid for b in old if alive(b.pid, "serve")])
+        terminate([b.pid for b in old if alive(b.pid, SERVER_MARKER)])
         return self._finish(
             spec,
             state,
@@ -372,13 +339,13 @@ class LocalDeployer:
         for b in backends:
             if not _running(b.pid):
                 return f"server pid {b.pid} exited"
-            if _get(f"http://127.0.0.1:{b.port}/readyz") is None:
+            if get_json(f"http://127.0.0.1:{b.port}/readyz") is None:
                 return f"server on port {b.port} is no longer ready"
         return None
 
     def stop(self, spec: DeploymentSpec) -> None:
         state = self.load(spec.name)
-        pids = [b.pid for b in state.backends if alive(b.pid, "serve")]
+        pids = [b.pid for b in state.backends if alive(b.pid, SERVER_MARKER)]
         if state.router and alive(int(state.router["pid"]), "deploy.router"):
             pids.append(int(state.router["pid"]))
         terminate(pids)
@@ -392,12 +359,3 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
-
-
-def _get(url: str) -> dict[str, Any] | None:
-    """The JSON body of a 200 answer, or None."""
-    try:
-        answer = httpx.get(url, timeout=2)
-    except httpx.HTTPError:
-        return None
-    return _json(answer) if answer.status_code == 200 else None

@@ -14,6 +14,9 @@ from typing import Protocol
 
 from canon.declare.project import DeploymentSpec
 from canon.events import Emit
+from canon.observe.deployments import Live
+
+__all__ = ["Backend", "Deployer", "Live", "Release", "Rollout"]
 
 
 @dataclass(frozen=True)
@@ -29,22 +32,6 @@ class Backend:
     pid: int
     port: int
     digest: str
-
-
-@dataclass(frozen=True)
-class Live:
-    """A deployment as observed. ``digest`` is what answers on the port (None: nothing)."""
-
-    environment: str
-    digest: str | None
-    ready: int = 0
-    replicas: int = 0
-    drift: tuple[str, ...] = ()  # human reasons: "backend 1234 died", "router down", ...
-    last_rollout: str | None = None
-
-    @property
-    def healthy(self) -> bool:
-        return self.digest is not None and not self.drift and self.ready >= self.replicas > 0
 
 
 @dataclass(frozen=True)
