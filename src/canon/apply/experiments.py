@@ -147,9 +147,7 @@ def worktree(root: Path, commit: str, label: str, share: tuple[str, ...] = SHARE
     finally:
         with contextlib.suppress(CanonError):
             git(root, "worktree", "remove", "--force", str(path))
-        shutil.rmtree(path, ignore_errors=True)
-        with contextlib.suppress(CanonError):
-            git(root, "worktree", "prune")
+        shutil.rmtree(path, ignore_errors=True)  # `git worktree prune` (next run) drops its record
 
 
 def write_params(tree: Path, params_file: str, overrides: Mapping[str, Any]) -> None:
@@ -235,7 +233,9 @@ def run_experiment(root: Path, spec: ExperimentSpec, emit: Emit) -> Experiment:
     emit(
         Notice(f"experiment {spec.name} recorded as {recorded[:12]} (refs/canon/exps/{spec.name})")
     )
-    return refs.get(spec.name)
+    info = {k: v for k, v in summary.items() if k not in ("params", "overrides", "metrics")}
+    params, metrics = summary["params"], summary["metrics"]
+    return Experiment(spec.name, recorded, commit, params, dict(spec.overrides), metrics, info)
 
 
 def _lock_summary(tree: Path, profile: str) -> dict[str, Any]:

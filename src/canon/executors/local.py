@@ -34,7 +34,8 @@ class StageRun:
 
 class Runner(Protocol):
     """Runs one stage's command to completion. Implementations: LocalRunner
-    here; a Dask runner later. ``on_line`` receives output lines as they come."""
+    here; DaskRunner in executors/dask.py (same conformance tests, tests/executors/
+    test_dask.py). ``on_line`` receives output lines as they come."""
 
     def run(self, stage: StageSpec, root: Path, on_line: Callable[[str], None]) -> StageRun: ...
 
