@@ -19,7 +19,7 @@ from tests.images.conftest import TRAIN_PY, Project, free_port, make_project
 
 pytestmark = pytest.mark.slow
 
-SERVE = '''\
+SERVE = """\
 import json
 import pathlib
 
@@ -33,7 +33,7 @@ def predict(request):
 
 def example():
     return {"x": [1, 1]}
-'''
+"""
 
 BROKEN = SERVE.replace('return {"x": [1, 1]}', 'raise ValueError("self-check broken on purpose")')
 
@@ -142,5 +142,57 @@ def test_rollouts_lose_no_request_and_a_broken_version_is_rolled_back(tmp_path: 
         healed = p.canon("apply")
         assert "deployment.local succeeded" in healed.stdout
         assert p.canon("deploy", "--status", check=False).returncode == 0
+    finally:
+        p.canon("deploy", "--stop", check=False)
+
+
+def test_a_version_that_dies_after_the_switch_gets_the_traffic_taken_back(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+
+    from tests.images.conftest import CANON
+
+    port = free_port()
+    p = make_project(tmp_path / "toy", extra={"src/toy/serve.py": SERVE})
+    with (p.root / "canon.yaml").open("a") as f:
+        f.write(f"deployments:\n  local: {{target: local, artifact: model, port: {port}}}\n")
+    commit(p, {})
+    url = f"http://127.0.0.1:{port}"
+    home = p.root / ".canon/deploy/local"
+    try:
+        p.canon("apply")
+        v1 = p.digest("model")
+        commit(p, {"train.py": TRAIN_PY.replace("[0.5, 2.0]", "[1.0, 2.0]")})
+        p.canon("apply", "train")
+        p.canon("build")
+        before = (home / "backends.json").read_bytes()
+        with Hammer(url) as hammer:
+            deploy = subprocess.Popen(
+                [CANON, "deploy"],
+                cwd=p.root,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            deadline = time.monotonic() + 60
+            while (home / "backends.json").read_bytes() == before:
+                assert time.monotonic() < deadline, "the router was never switched"
+                time.sleep(0.01)
+            # switched: kill the new version before its post-switch check (1 s later)
+            while True:
+                state = json.loads((home / "state.json").read_text())
+                if state["active"]["digest"] != v1:
+                    break
+                assert time.monotonic() < deadline, "the new version was never recorded"
+                time.sleep(0.01)
+            os.kill(state["active"]["backends"][0]["pid"], signal.SIGKILL)
+            out, _ = deploy.communicate(timeout=60)
+            time.sleep(0.3)
+        assert deploy.returncode == 1, out
+        assert "rolled_back" in out and "failed after the switch" in out
+        assert hammer.failures == []
+        assert httpx.get(url + "/provenance").json()["image"] == v1
+        assert p.canon("deploy", "--status", check=False).stdout.count("drift") == 0
     finally:
         p.canon("deploy", "--stop", check=False)

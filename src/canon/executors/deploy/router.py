@@ -4,9 +4,10 @@ Clients keep their connections to the router, which never restarts during a roll
 each request goes to a backend chosen from ``backends.json`` at that moment (re-read when
 its mtime changes; round robin). Switching versions is an atomic rename of that file, so
 a request is served entirely by the old or entirely by the new version. A backend that
-refuses the connection (it is shutting down after a switch) is retried on the current
-list: nothing was sent, so the retry is safe — that is what makes a rollout lose no
-request (RELIABILITY.md invariant 4).
+refuses the connection or drops it before answering (shutting down after a switch, or
+killed) is retried on the current list — predictions are pure, so the retry is safe; that
+is what makes a rollout, and a rollback after the switch, lose no request (RELIABILITY.md
+invariant 4). Timeouts are not retried.
 
 Run as its own process:
     python -m canon.executors.deploy.router --backends FILE --host 127.0.0.1 --port 8080
@@ -111,13 +112,18 @@ def create_router(backends_file: Path) -> Callable[[Scope, Receive, Send], Await
                 response = await client.request(
                     scope["method"], url + path, content=bytes(body), headers=headers
                 )
-            except (httpx.ConnectError, httpx.RemoteProtocolError):
-                # refused, or closed before answering (a backend shutting down): retry on
-                # the current list. Model predictions are pure, so a retry is harmless.
+            except (httpx.NetworkError, httpx.RemoteProtocolError):
+                # refused, reset or closed before answering (a backend shutting down or
+                # killed mid-request): retry on the current list. Predictions are pure
+                # functions of the request, so a retry is harmless; timeouts are not retried.
                 await asyncio.sleep(0.05)
                 continue
             except httpx.HTTPError as exc:
-                await _answer(send, 502, json.dumps({"error": f"backend: {exc}"}).encode())
+                await _answer(
+                    send,
+                    502,
+                    json.dumps({"error": f"backend: {type(exc).__name__}: {exc}"}).encode(),
+                )
                 return
             out = [
                 (k.encode("latin-1"), v.encode("latin-1"))
