@@ -103,6 +103,8 @@ def test_rollouts_lose_no_request_and_a_broken_version_is_rolled_back(tmp_path: 
             second = p.canon("deploy")
             time.sleep(0.5)
         assert "succeeded" in second.stdout, second.stdout
+        print(f"rollout under load: {sum(hammer.scores.values())} requests "
+              f"({dict(hammer.scores)}), {len(hammer.failures)} failed")
         assert hammer.failures == []
         assert hammer.scores[2.5] > 0 and hammer.scores[3.0] > 0, hammer.scores
         assert httpx.get(url + "/provenance").json()["image"] == v2
@@ -117,6 +119,8 @@ def test_rollouts_lose_no_request_and_a_broken_version_is_rolled_back(tmp_path: 
             time.sleep(0.3)
         assert third.returncode == 1
         assert "rolled_back" in third.stdout and "self-check broken on purpose" in third.stdout
+        print(f"rolled-back rollout under load: {sum(hammer.scores.values())} requests, "
+              f"{len(hammer.failures)} failed")
         assert hammer.failures == []
         assert set(hammer.scores) == {3.0}
         assert httpx.get(url + "/provenance").json()["image"] == v2
