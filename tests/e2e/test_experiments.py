@@ -177,3 +177,41 @@ def test_sweep_queue_show_diff_promote_remove(proj: tuple[Workspace, dict[str, s
     assert ws.canon("exp", "remove", "s-1").returncode != 0
     assert ws.canon("exp", "remove", "--all").returncode == 0
     assert git(ws.root, "for-each-ref", "refs/canon/exps/") == ""
+
+
+def test_a_killed_queue_loses_no_finished_experiment(
+    proj: tuple[Workspace, dict[str, str]],
+) -> None:
+    import os
+    import signal
+    import time
+
+    ws, env = proj
+    slow = {**env, "SLOW": "1"}
+    ws.write({"train.py": "import os, time\nif os.environ.get('SLOW'): time.sleep(1.0)\n" + TRAIN})
+    git(ws.root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "slow")
+    assert (
+        ws.canon(
+            "exp", "run", "-S", "train.lr=choice(0.1,0.2,0.3)", "--queue", "--name", "k"
+        ).returncode
+        == 0
+    )
+    proc = ws.popen("exp", "queue", "start", "-j", "1", env=slow)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not git(ws.root, "for-each-ref", "refs/canon/exps/"):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-way through the second experiment
+    proc.wait()
+    refs = git(ws.root, "for-each-ref", "--format=%(refname:short)", "refs/canon/exps/").split()
+    assert len(refs) == 1  # the finished one, whole; nothing half-written
+    done = refs[0].removeprefix("canon/exps/")
+    assert json.loads(git(ws.root, "show", f"refs/canon/exps/{done}:build/metrics.json"))
+    git(ws.root, "fsck", "--no-dangling")
+    status = ws.canon("exp", "queue", "status").stdout
+    assert status.count("running ") >= 1 and "done " in status
+    again = ws.canon("exp", "queue", "start", "-j", "2", env=env)  # requeues the dead run's
+    assert again.returncode == 0, again.stdout + again.stderr
+    refs = git(ws.root, "for-each-ref", "--format=%(refname:short)", "refs/canon/exps/").split()
+    assert sorted(refs) == ["canon/exps/k-1", "canon/exps/k-2", "canon/exps/k-3"]
+    assert "running" not in ws.canon("exp", "queue", "status").stdout
+    assert git(ws.root, "worktree", "list").count("\n") == 1  # left-over worktrees pruned
