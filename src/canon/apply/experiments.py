@@ -32,7 +32,7 @@ import yaml
 
 from canon.declare.overrides import apply_overrides, overrides_key
 from canon.errors import CanonError, StageFailedError
-from canon.events import Emit, Notice
+from canon.events import Emit, Event, Notice
 from canon.stores.exprefs import Experiment, ExperimentRefs, check_name, git, resolve_commit
 
 WORKTREES = Path(".canon") / "exps" / "wt"
@@ -197,7 +197,7 @@ def run_experiment(root: Path, spec: ExperimentSpec, emit: Emit) -> Experiment:
             tree,
             profile=spec.profile,
             options=ApplyOptions(jobs=spec.jobs),
-            emit=emit,
+            emit=_lock_committed_here(emit),
             argv=["canon", "exp", "run", spec.name],
         )
         if not result.ok:
@@ -236,6 +236,17 @@ def run_experiment(root: Path, spec: ExperimentSpec, emit: Emit) -> Experiment:
     info = {k: v for k, v in summary.items() if k not in ("params", "overrides", "metrics")}
     params, metrics = summary["params"], summary["metrics"]
     return Experiment(spec.name, recorded, commit, params, dict(spec.overrides), metrics, info)
+
+
+def _lock_committed_here(emit: Emit) -> Emit:
+    """apply's "commit canon.lock" advice does not apply: the experiment commits it."""
+
+    def forward(event: Event) -> None:
+        if isinstance(event, Notice) and event.message.startswith("canon.lock changed"):
+            return
+        emit(event)
+
+    return forward
 
 
 def _lock_summary(tree: Path, profile: str) -> dict[str, Any]:
