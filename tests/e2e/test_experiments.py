@@ -214,4 +214,7 @@ def test_a_killed_queue_loses_no_finished_experiment(
     refs = git(ws.root, "for-each-ref", "--format=%(refname:short)", "refs/canon/exps/").split()
     assert sorted(refs) == ["canon/exps/k-1", "canon/exps/k-2", "canon/exps/k-3"]
     assert "running" not in ws.canon("exp", "queue", "status").stdout
+    assert ws.canon("exp", "run", "-S", "train.lr=0.9", "--queue").returncode == 0
+    assert "cleared 4 queue entries" in ws.canon("exp", "queue", "clear", "--queued").stdout
+    assert ws.canon("exp", "queue", "status").stdout.strip() == "The queue is empty."
     assert git(ws.root, "worktree", "list").count("\n") == 1  # left-over worktrees pruned

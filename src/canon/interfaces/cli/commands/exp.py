@@ -160,6 +160,18 @@ def queue_status(ctx: click.Context, as_json: bool) -> int:
     return 0
 
 
+@queue_group.command("clear", help="Forget finished entries (--queued: also drop waiting ones).")
+@click.option("--queued", is_flag=True, help="Also drop experiments still waiting to run.")
+@click.pass_context
+def queue_clear(ctx: click.Context, queued: bool) -> int:
+    from canon.apply.expqueue import ExperimentQueue
+
+    states = ("done", "failed", "queued") if queued else ("done", "failed")
+    n = ExperimentQueue(root_of(ctx)).clear(states)
+    click.echo(f"cleared {n} queue entr{'y' if n == 1 else 'ies'} (experiments' refs are kept)")
+    return 0
+
+
 @command.command("show", help="A table of experiments with their params and metrics.")
 @click.option("--sort", default=None, metavar="KEY", help="Sort by a metric or param.")
 @click.option("--desc", is_flag=True, help="Sort descending.")
