@@ -4,12 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test lint typecheck unit bench clean system-deps
+.PHONY: constraints install demo test lint typecheck unit bench clean system-deps
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	$(BIN)/python -m pip install -q -e '.[all,dev]' -c constraints.txt
 	touch $@
 
 install: $(VENV)/.installed
@@ -52,3 +52,13 @@ bench: install
 
 clean:
 	rm -rf $(VENV) demo .mypy_cache .ruff_cache .pytest_cache
+
+# Refresh constraints.txt from a fresh resolution of every extra (run after changing dependencies).
+constraints:
+	rm -rf .venv-constraints && $(PY) -m venv .venv-constraints
+	.venv-constraints/bin/python -m pip install -q --upgrade pip
+	.venv-constraints/bin/python -m pip install -q -e '.[all,dev]'
+	{ echo "# Known-good versions of canon's dependencies (all extras + dev), used by \`make install\`"; \
+	  echo "# so that pip resolves instantly and CI is reproducible. Regenerate with: make constraints"; \
+	  .venv-constraints/bin/pip freeze | grep -v -E '^(-e|canon)'; } > constraints.txt
+	rm -rf .venv-constraints
