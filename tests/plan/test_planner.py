@@ -146,7 +146,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, tuple[str, list[str]]]]] = [
         "stage.train": ("run", ["UPSTREAM_CHANGED features"]),
     }),
     ("command change", {"proj": project(FEATURES, TRAIN, replace(REPORT, argv=("python", "r2.py")))}, {
-        "stage.report": ("run", ["CMD_CHANGED python report.py -> python r2.py"]),
+        "stage.report": ("run", ["CMD_CHANGED argv[1] report.py -> r2.py"]),
     }),
     ("environment change", {"env": hash_bytes(b"env2")}, {
         "stage.features": ("run", [f"ENV_CHANGED environment {ENV[7:19]} -> {hash_bytes(b'env2')[7:19]}"]),
@@ -302,3 +302,15 @@ def test_changed_query_needs_data_update() -> None:
     lock = Lock({"local": state.with_dataset("q", DatasetRecord("", file("q"), spec=pin_spec(old)))})
     result = summary(run_plan(proj=with_data(QUERY), lock=lock))
     assert result == {"data.q": ("update", ["QUERY_CHANGED as_of {'as_of': '2024-01-01'} -> {'as_of': '2025-01-01'}"])}
+
+
+def test_param_substituted_into_the_command_is_a_param_change_only() -> None:
+    def train(lr: float) -> StageSpec:
+        return replace(TRAIN, argv=("python", "train.py", "--lr", str(lr)),
+                       param_values=(("train.lr", lr),))
+
+    lock = Lock({"local": replace(clean_lock().state("local"),
+                                  stages={**clean_lock().state("local").stages,
+                                          "train": record(train(0.1), dict(WORLD))})})
+    result = run_plan(proj=project(FEATURES, train(0.2), REPORT), lock=lock)
+    assert summary(result) == {"stage.train": ("run", ["PARAM_CHANGED train.lr 0.1 -> 0.2"])}

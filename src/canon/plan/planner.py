@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from canon.declare.interpolate import render_scalar
 from canon.declare.project import DepKind, Project, StageSpec
 from canon.digest import Digest, hash_bytes
 from canon.errors import CanonError
@@ -186,9 +187,9 @@ def _diff(
     stage: StageSpec, record: StageRecord, deps: Mapping[str, Digest], environment: Digest
 ) -> Iterator[Why]:
     found = False
-    if tuple(stage.argv) != record.cmd:
+    for why in _cmd_changes(stage, record):
         found = True
-        yield Why(Reason.CMD_CHANGED, None, " ".join(record.cmd), " ".join(stage.argv))
+        yield why
     if environment != record.environment:
         found = True
         yield Why(Reason.ENV_CHANGED, "environment", record.environment, environment)
@@ -224,6 +225,27 @@ def _diff(
         yield Why(Reason.OUTS_CHANGED, None, sorted(record.outs), list(stage.outs))
     if not found:  # e.g. the shell flag or output order: still a different command
         yield Why(Reason.CMD_CHANGED)
+
+
+def _cmd_changes(stage: StageSpec, record: StageRecord) -> list[Why]:
+    """CMD_CHANGED with the arguments that differ, unless every difference is a
+    changed param value substituted into the command (PARAM_CHANGED says that)."""
+    before, after = record.cmd, tuple(stage.argv)
+    if before == after:
+        return []
+    if len(before) != len(after):
+        return [Why(Reason.CMD_CHANGED, None, " ".join(before), " ".join(after))]
+    now = dict(_flatten(dict(stage.param_values)))
+    then = dict(_flatten(dict(record.params)))
+    substituted = {
+        (render_scalar(then[k]), render_scalar(now[k]))
+        for k in now.keys() & then.keys()
+        if now[k] != then[k] and not isinstance(now[k], dict | list)
+    }
+    diffs = [(i, b, a) for i, (b, a) in enumerate(zip(before, after, strict=True)) if b != a]
+    if all((b, a) in substituted for _, b, a in diffs):
+        return []
+    return [Why(Reason.CMD_CHANGED, f"argv[{i}]", b, a) for i, b, a in diffs[:3]]
 
 
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
