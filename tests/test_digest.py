@@ -102,7 +102,9 @@ def test_run_on_cores_falls_back_when_the_pool_cannot_start(
 
     monkeypatch.setattr(digest_mod, "PARALLEL_MIN_WORK_NS", 0)
     monkeypatch.setattr(digest_mod, "cores", lambda: 2)
-    monkeypatch.setattr(digest_mod, "ProcessPoolExecutor", Broken)
+    import concurrent.futures
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Broken)
     assert run_on_cores(_double, list(range(10))) == [2 * x for x in range(10)]
 
 

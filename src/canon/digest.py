@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import multiprocessing
 import os
 import re
 import stat
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import NewType, TypeVar
+from typing import TYPE_CHECKING, NewType, TypeVar
 
 from canon.errors import StateError
+
+if TYPE_CHECKING:  # multiprocessing is imported only when a pool is used: start-up stays fast
+    import multiprocessing.context
 
 Digest = NewType("Digest", str)
 
@@ -159,6 +159,8 @@ def _context() -> multiprocessing.context.BaseContext:
     # that runs other threads can deadlock the child on a lock held at fork time;
     # long-running multi-threaded processes (controller, UI) get forkserver, which
     # pays its start-up once per process.
+    import multiprocessing
+
     methods = multiprocessing.get_all_start_methods()
     if "fork" in methods and threading.active_count() == 1:
         return multiprocessing.get_context("fork")
@@ -206,6 +208,9 @@ def run_on_cores(
         return fn(items)
     w = weights if weights is not None else [0] * len(items)
     parts = _chunks(items, w, n * 4)
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     try:
         with ProcessPoolExecutor(max_workers=n, mp_context=context) as pool:
             results = list(pool.map(fn, parts))

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from canon.declare.memo import load_project_memoised
 from canon.declare.project import Project
 from canon.errors import CanonError, StalePlanError, StateError
-from canon.events import Emit, Notice
 from canon.graph.pipeline import Pipeline, build_pipeline
 from canon.observe.workspace import Workspace, head_commit, observe
 from canon.plan.change import Plan
@@ -25,6 +24,7 @@ from canon.plan.planner import PlanOptions, plan
 
 if TYPE_CHECKING:  # the apply machinery is imported only by run_apply: status stays fast
     from canon.apply.applier import ApplyOptions, ApplyResult
+    from canon.events import Emit
 
 
 class NotAProjectError(CanonError):
@@ -120,6 +120,7 @@ def run_apply(
     """``executor``: ``dask://HOST:PORT`` runs the stages on a Dask cluster
     (executors/dask.py); default: local child processes."""
     from canon.apply.applier import Applier, ApplyOptions
+    from canon.events import Notice
     from canon.executors.local import LocalRunner, Runner, reap_orphans
     from canon.stores.ledger import Ledger
     from canon.stores.repolock import RepoLock

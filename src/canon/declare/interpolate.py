@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from canon.declare.diagnostics import did_you_mean, join_hints
+from canon.declare.project import render_scalar
 
 __all__ = [
     "NAMESPACES",
@@ -181,15 +182,6 @@ def unquoted_shell_syntax(text: str) -> str | None:
                 return pair if pair in ("&&", "||", ">>") else char
         quotes.advance(char)
     return None
-
-
-def render_scalar(value: Any) -> str:
-    """A YAML scalar as text: ``true``/``false`` for booleans, as YAML writes them."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
 
 
 def lookup_param(params: Mapping[str, Any], keys: Sequence[str], file: str) -> Any:

@@ -178,3 +178,13 @@ class Project:
     remotes: Mapping[str, RemoteSpec] = field(default_factory=dict)
     remote: str | None = None  # the remote this profile uses (profile remote:, default_remote)
     deployments: Mapping[str, DeploymentSpec] = field(default_factory=dict)
+
+
+def render_scalar(value: Any) -> str:
+    """A YAML scalar as text, as it is substituted into a command: ``true``/``false``
+    for booleans, as YAML writes them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)

@@ -15,8 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from canon.declare.interpolate import render_scalar
-from canon.declare.project import DepKind, Project, StageSpec
+from canon.declare.project import DepKind, Project, StageSpec, render_scalar
 from canon.digest import Digest, hash_bytes
 from canon.errors import CanonError
 from canon.graph.pipeline import Pipeline, overlaps
