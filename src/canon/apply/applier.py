@@ -212,7 +212,7 @@ class Applier:
             duration=time.monotonic() - started,
             failed=tuple(n for n in order if outcomes[n].status == "failed"),
         )
-        counts: dict[str, int] = {}
+        counts: dict[str, int] = {"pinned": len(pinned)} if pinned else {}
         for o in result.outcomes:
             counts[o.status] = counts.get(o.status, 0) + 1
         if self.lock_written:
