@@ -20,7 +20,7 @@ from canon.graph.pipeline import Pipeline, build_pipeline
 from canon.observe.workspace import Workspace, head_commit, observe
 from canon.plan.change import Plan
 from canon.plan.observed import Observed
-from canon.plan.planner import PlanOptions, plan
+from canon.plan.planner import PlanOptions, plan, stage_targets
 
 if TYPE_CHECKING:  # the apply machinery is imported only by run_apply: status stays fast
     from canon.apply.applier import ApplyOptions, ApplyResult
@@ -73,6 +73,7 @@ def make_plan(
     own = ws is None
     ws = ws or Workspace(root)
     try:
+        targets = stage_targets(project, targets)
         options = PlanOptions(tuple(targets), force)
         stages = pipeline.select(targets) if targets else None
         commit = head_commit(root) if with_commit else None

@@ -11,7 +11,7 @@ stage is about to *restore* are known exactly, so consumers get exact keys.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,17 +82,27 @@ def plan(project: Project, pipeline: Pipeline, observed: Observed, options: Plan
     )
 
 
+def stage_targets(project: Project, targets: Sequence[str]) -> tuple[str, ...]:
+    """The stage names ``targets`` mean (``train`` or ``stage.train``, as plans print
+    them), or UnknownTargetError with a did-you-mean."""
+    names: list[str] = []
+    for t in targets:
+        name = t.removeprefix("stage.")
+        if name not in project.stages:
+            close = difflib.get_close_matches(name, list(project.stages), n=1)
+            known = ", ".join(project.stages) or "none declared"
+            raise UnknownTargetError(
+                f'unknown stage "{t}"',
+                hint=(f'did you mean "{close[0]}"? ' if close else "") + f"stages: {known}",
+            )
+        names.append(name)
+    return tuple(names)
+
+
 def _select(project: Project, pipeline: Pipeline, targets: tuple[str, ...]) -> tuple[str, ...]:
     if not targets:
         return pipeline.order
-    for t in targets:
-        if t not in project.stages:
-            close = difflib.get_close_matches(t, list(project.stages), n=1)
-            raise UnknownTargetError(
-                f'unknown stage "{t}"',
-                hint=f'did you mean "{close[0]}"?' if close else "`canon dag` lists the stages",
-            )
-    return pipeline.select(targets)
+    return pipeline.select(stage_targets(project, targets))
 
 
 def _expected_content(path: str, expected: Mapping[str, Any]) -> Any:

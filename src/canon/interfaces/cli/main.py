@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -94,6 +95,16 @@ def cli(ctx: click.Context, directory: Path | None, profile: str | None, verbose
     ctx.obj = {"cwd": directory or Path.cwd(), "profile": profile, "verbose": verbose}
 
 
+# user:password@ in anything that looks like a URL or a registry reference: error
+# text can quote what the user typed (a remote URL, an image reference), and
+# credentials must never reach a terminal or a CI log (RELIABILITY.md, invariant 5).
+_CREDENTIALS = re.compile(r"(?P<head>(?:[a-z][a-z0-9+.-]*://)?)[^\s/@:'\"]+:[^\s/@'\"]+@")
+
+
+def _redacted(text: str) -> str:
+    return _CREDENTIALS.sub(lambda m: f"{m.group('head')}***@", text)
+
+
 def _show_error(err: CanonError, verbose: bool) -> None:
     if verbose:
         traceback.print_exc()
@@ -101,7 +112,7 @@ def _show_error(err: CanonError, verbose: bool) -> None:
     lines += [f"  {line}" for line in err.details()]
     if err.hint:
         lines.append(f"hint: {err.hint}")
-    click.echo("\n".join(lines), err=True)
+    click.echo(_redacted("\n".join(lines)), err=True)
 
 
 def main(argv: list[str] | None = None) -> Any:
@@ -116,7 +127,7 @@ def main(argv: list[str] | None = None) -> Any:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(_redacted(f"error: {exc.format_message()}"), err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
@@ -126,7 +137,21 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
-
+    except OSError as exc:
+        # the machine said no (disk full, permissions, a file where a directory
+        # should be): say what and where, without a traceback
+        if verbose:
+            traceback.print_exc()
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(_redacted(f"error: {exc.strerror or exc}{where}"), err=True)
+        click.echo("hint: check the path's permissions and free space (--verbose: where)", err=True)
+        sys.exit(2)
+    except Exception as exc:  # a bug in canon, not the user's mistake
+        if verbose:
+            traceback.print_exc()
+        click.echo(_redacted(f"error: internal error: {type(exc).__name__}: {exc}"), err=True)
+        click.echo("hint: rerun with --verbose for the traceback, and report it", err=True)
+        sys.exit(70)
 
 if __name__ == "__main__":
     main()
