@@ -243,7 +243,12 @@ class StatCache:
 
     def record_files(self, files: Iterable[tuple[str, FileStat, Digest]], hashed_ns: int) -> None:
         """``record_file`` for many ``(path, stat, digest)`` at once."""
-        rows = [(p, _i64(st.inode), st.size, st.mtime_ns, hashed_ns, _raw(d)) for p, st, d in files]
+        n = len(PREFIX)
+        fromhex = bytes.fromhex
+        rows = [
+            (p, _i64(st.inode), st.size, st.mtime_ns, hashed_ns, fromhex(d[n:]))
+            for p, st, d in files
+        ]
         with self._lock:
             self._files.extend(rows)
 
