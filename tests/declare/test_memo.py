@@ -74,3 +74,16 @@ def test_a_memo_hit_does_not_import_pydantic(root: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_secret_in_a_stage_env_is_refused(root: Path) -> None:
+    (root / "canon.yaml").write_text(CONFIG.replace(
+        "    outs: [model.json]\n",
+        "    outs: [model.json]\n    env: {AWS_SECRET_ACCESS_KEY: supersecret123, HF_TOKEN: x}\n"))
+    with pytest.raises(DeclarationError) as info:
+        load_project_memoised(root, environ={})
+    text = "\n".join(info.value.details())
+    assert "canon.yaml:11 stages.train.env.AWS_SECRET_ACCESS_KEY" in text and "AWS_SECRET_ACCESS_KEY looks like a secret" in text
+    assert "HF_TOKEN looks like a secret" in text
+    assert "supersecret123" not in text
+    assert not (root / MEMO).exists()

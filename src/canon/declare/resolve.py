@@ -61,6 +61,9 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED_ENV = ("CANON_PARAMS", "CANON_STAGE")
 _DATA_PREFIX = "data."
 _MAX_ARG_BYTES = 128 * 1024  # Linux MAX_ARG_STRLEN, terminating NUL included
+_SECRET_ENV = re.compile(
+    r"SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIAL", re.IGNORECASE
+)
 _TOO_LONG_HINT = "pass large values in a file the stage reads (a dep), not in argv or env"
 _QUOTING = re.compile(r"['\"\\]")
 _SHLEX_SPACE = re.compile(r"[ \t\r\n]+")  # shlex.shlex.whitespace
@@ -217,6 +220,15 @@ class _Stage:
                 continue
             if key in _RESERVED_ENV or key.startswith("CANON_VAR_"):
                 self.problems.add(at, f"{key} is set by canon itself", "choose another name")
+                continue
+            if _SECRET_ENV.search(key) and value not in ("", None):
+                # canon.yaml and canon.lock are committed: a secret written here leaks
+                self.problems.add(
+                    at,
+                    f"{key} looks like a secret; canon.yaml (and the lock it feeds) is committed",
+                    f"remove it here: stages inherit canon's environment, so export {key} "
+                    "where canon runs (or a secrets file named in a profile)",
+                )
                 continue
             text = self._interpolate(value, at) if isinstance(value, str) else render_scalar(value)
             if text is not None:
