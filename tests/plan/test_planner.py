@@ -314,3 +314,16 @@ def test_param_substituted_into_the_command_is_a_param_change_only() -> None:
                                           "train": record(train(0.1), dict(WORLD))})})
     result = run_plan(proj=project(FEATURES, train(0.2), REPORT), lock=lock)
     assert summary(result) == {"stage.train": ("run", ["PARAM_CHANGED train.lr 0.1 -> 0.2"])}
+
+
+def test_downstream_of_a_running_stage_also_names_its_own_changed_deps() -> None:
+    # prep and train both read src/t.py: train runs because prep runs, *and* its dep changed
+    prep = stage("prep", ["src/t.py"], ["build/p.txt"])
+    train = stage("train", ["build/p.txt", "src/t.py"], ["build/m.txt"])
+    world = {**WORLD, "build/p.txt": file("p"), "build/m.txt": file("m")}
+    lock = Lock({"local": ProfileState(environment=ENV, stages={
+        "prep": record(prep, world), "train": record(train, world)})})
+    result = run_plan(proj=project(prep, train, data=False), world={**world, "src/t.py": file("t2")},
+                      lock=lock)
+    assert summary(result)["stage.train"] == (
+        "run", ["UPSTREAM_CHANGED prep", f"DEP_CHANGED src/t.py {d('t')[7:19]} -> {d('t2')[7:19]}"])

@@ -46,7 +46,7 @@ from canon.observe.workspace import Workspace
 from canon.plan.change import Action, Change, Plan, Reason
 from canon.plan.key import recorded_env, stage_key
 from canon.stores.ledger import Ledger
-from canon.stores.lockfile import write_lock
+from canon.stores.lockfile import render_lock, write_lock
 from canon.stores.records import (
     Content,
     Lock,
@@ -135,6 +135,7 @@ class Applier:
         self.options = options
         self.environment: Digest | None = None
         self.lock_written = False
+        self._lock_at_start = render_lock(lock)
         self.mounts = Mounts(ws)
 
     # -- metadata (main thread only) -------------------------------------------------
@@ -215,7 +216,7 @@ class Applier:
         counts: dict[str, int] = {"pinned": len(pinned)} if pinned else {}
         for o in result.outcomes:
             counts[o.status] = counts.get(o.status, 0) + 1
-        if self.lock_written:
+        if self.lock_written and render_lock(self.lock) != self._lock_at_start:
             self.emit(Notice("canon.lock changed: commit it to record this state"))
         self.emit(ApplyFinished(result.ok, result.duration, counts))
         return result

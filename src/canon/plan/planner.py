@@ -128,7 +128,18 @@ def _plan_stage(
     record = state.stages.get(stage.name)
     running = [u for u in pipeline.upstream(stage.name) if actions.get(u) is Action.RUN]
     if running:
-        return Change(address, Action.RUN, tuple(Why(Reason.UPSTREAM_CHANGED, u) for u in running))
+        why = [Why(Reason.UPSTREAM_CHANGED, u) for u in running]
+        if record is not None:  # and its own inputs that changed too, so the "why" is whole
+            for dep in stage.deps:
+                content = _expected_content(dep.path, expected)
+                if content is None or content is _UNKNOWN:
+                    continue
+                before = record.deps.get(dep.address)
+                if before is None:
+                    why.append(Why(Reason.DEP_ADDED, dep.address, None, content.digest))
+                elif before != content.digest:
+                    why.append(Why(Reason.DEP_CHANGED, dep.address, before, content.digest))
+        return Change(address, Action.RUN, tuple(why))
 
     deps: dict[str, Digest] = {}
     missing: list[Why] = []

@@ -93,13 +93,13 @@ class Console:
             )
         elif isinstance(event, DatasetPinned):
             self._print(
-                f"[magenta]pinned[/]   data.{event.name} {event.digest[:19]} "
+                f"[magenta]pinned[/]     data.{event.name} {event.digest[:19]} "
                 f"({event.files} file(s), {event.size:,} bytes)"
             )
         elif isinstance(event, StageStarted):
             self._running[event.name] = (time.monotonic(), event.action, "")
             why = f" [dim]({'; '.join(event.reasons)})[/]" if event.reasons else ""
-            self._print(f"[yellow]{event.action:<9}[/]{event.name}{why}")
+            self._print(f"[yellow]{event.action:<10}[/] {event.name}{why}")
         elif isinstance(event, StageOutput):
             if event.name in self._running:
                 t0, action, _ = self._running[event.name]
@@ -109,12 +109,12 @@ class Console:
             self._finished.append(event)
             style = _STYLE.get(event.status, "white")
             extra = f" in {event.duration:.2f}s" if event.duration else ""
-            self._print(f"[{style}]{event.status:<9}[/]{event.name}{extra}")
+            self._print(f"[{style}]{event.status:<10}[/] {event.name}{extra}")
             if event.message and event.status in ("failed", "skipped"):
                 for line in event.message.splitlines():
-                    self._print(f"           [dim]{line}[/]")
+                    self._print(f"            [dim]{line}[/]")
         elif isinstance(event, Notice):
-            self._print(f"[blue]note[/]     {event.message}")
+            self._print(f"[blue]note[/]       {event.message}")
         elif isinstance(event, ApplyFinished):
             self._summary(event)
         self._refresh()
