@@ -35,7 +35,8 @@ def test_missing_lock_is_empty(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        (b"version: 99\n", "unsupported lock version 99"),
+        (b"version: 0\n", "unsupported lock version 0"),
+        (b"", "empty or truncated"),
         (b"version: 1\nprofiles: {p: {stages: {s: {key: nope}}}}\n", "not a sha256 digest"),
         (b"version: 1\nprofiles: [1]\n", "expected a mapping"),
         (b"\xff\xfe", "damaged"),
@@ -47,3 +48,13 @@ def test_damaged_lock_is_a_state_error_with_a_hint(text: bytes, match: str) -> N
     with pytest.raises(StateError, match=match) as info:
         parse_lock(text)
     assert info.value.hint and "git checkout" in info.value.hint
+
+
+def test_merge_conflict_and_newer_versions_say_what_to_do() -> None:
+    conflicted = b"version: 1\n<<<<<<< HEAD\nprofiles: {}\n=======\nprofiles: {a: {}}\n>>>>>>> other\n"
+    with pytest.raises(StateError, match="merge conflict markers") as info:
+        parse_lock(conflicted)
+    assert info.value.hint and "--ours" in info.value.hint
+    with pytest.raises(StateError, match="written by a newer canon") as newer:
+        parse_lock(b"version: 99\n")
+    assert newer.value.hint == "upgrade canon to read it"

@@ -8,6 +8,7 @@ never a traceback.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -154,11 +155,25 @@ def _image_out(r: ImageRecord) -> dict[str, Any]:
 
 
 def parse_lock(data: bytes, source: str = LOCK_NAME) -> Lock:
+    if re.search(rb"^(<<<<<<<|>>>>>>>) ", data, re.MULTILINE):
+        raise StateError(
+            f"{source} has merge conflict markers",
+            hint=f"take one side (`git checkout --ours {source}` or `--theirs`), then "
+            "`canon apply` brings it up to date with the merged declaration",
+        )
     try:
         raw = yaml.load(data, Loader=_Loader)
         top = _map(raw, "top level")
-        if top.get("version") != LOCK_VERSION:
-            raise _Damaged(f"unsupported lock version {top.get('version')!r}")
+        version = top.get("version")
+        if isinstance(version, int) and version > LOCK_VERSION:
+            raise StateError(
+                f"{source} was written by a newer canon (lock version {version})",
+                hint="upgrade canon to read it",
+            )
+        if version is None:
+            raise _Damaged("it is empty or truncated (no version)")
+        if version != LOCK_VERSION:
+            raise _Damaged(f"unsupported lock version {version!r}")
         profiles: dict[str, ProfileState] = {}
         for name, praw in _map(top.get("profiles"), "profiles").items():
             where = f"profiles.{name}"
