@@ -105,7 +105,6 @@ class S3Server:
 @pytest.fixture(scope="session")
 def s3() -> Iterator[S3Server]:
     """A moto S3 server on 127.0.0.1:<free port> for the whole session."""
-    pytest.importorskip("moto.server")
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server

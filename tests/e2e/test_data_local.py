@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import sys
 
-import pytest
+import duckdb
 import yaml
 
 from tests.e2e.conftest import Workspace
-
-duckdb = pytest.importorskip("duckdb")
 
 CSV = "day,rain\n" + "".join(f"2015-01-{i % 28 + 1:02},{i % 4}\n" for i in range(400))
 COUNT = "import sys; rows = open(sys.argv[1]).read().splitlines(); open(sys.argv[2], 'w').write(str(len(rows) - 1))"

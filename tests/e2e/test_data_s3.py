@@ -12,13 +12,12 @@ import json
 import socket
 import sys
 
+import boto3
 import pytest
+import s3fs  # noqa: F401  (the s3 extra; make test installs it)
 import yaml
 
 from tests.e2e.conftest import Workspace
-
-pytest.importorskip("s3fs")
-boto3 = pytest.importorskip("boto3")
 
 COPY = "import pathlib, shutil, sys; src, out = map(pathlib.Path, sys.argv[1:]); " \
        "out.write_text(''.join(sorted(f'{p.relative_to(src)}={p.read_text()}' " \

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from canon.declare.project import QuerySpec, SubsetSpec
@@ -14,8 +15,6 @@ from canon.executors.subsets import make_subset
 from canon.stores.manifest import MODE_FILE, Manifest, ManifestEntry
 from canon.stores.objects import ObjectStore
 from canon.stores.records import Content
-
-duckdb = pytest.importorskip("duckdb")
 
 ROWS = "".join(f"{i},{i % 7},{'rain' if i % 3 else 'sun'}\n" for i in range(1000))
 CSV = ("id,v,weather\n" + ROWS).encode()
@@ -113,7 +112,7 @@ def test_duckdb_query_has_a_canonical_order_and_binds_as_of(store: ObjectStore, 
 
 
 def test_sqlite_query_through_sqlalchemy(store: ObjectStore, tmp_path: Path) -> None:
-    pytest.importorskip("sqlalchemy")
+    import sqlalchemy  # noqa: F401  (the warehouse extra; make test installs it)
     con = sqlite3.connect(tmp_path / "w.db")
     con.execute("CREATE TABLE sales (id INTEGER, region TEXT, day TEXT)")
     con.executemany("INSERT INTO sales VALUES (?, ?, ?)", SALES)

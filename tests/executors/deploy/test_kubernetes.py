@@ -72,8 +72,7 @@ def test_manifests_are_valid_pinned_and_safe(tmp_path: Path) -> None:
     }
 
     kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed")
+    assert kubectl is not None, "kubectl is missing: `make system-deps` installs it"
     for rel, data in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(data)
