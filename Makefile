@@ -33,7 +33,7 @@ unit: install
 
 # System tools the image tests start for real (COMPONENTS.md): the CNCF registry, skopeo,
 # podman + runc, debootstrap. As root on a fresh machine (CI), install what is missing
-# (one apt-get update first); otherwise say what is missing and let those tests skip.
+# (one apt-get update first); otherwise say what is missing (those tests then fail, saying so).
 SYSTEM_TOOLS := docker-registry skopeo podman runc debootstrap
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do \
@@ -42,7 +42,7 @@ system-deps:
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_TOOLS); \
-	else echo "missing (image tests will skip):$$missing"; fi
+	else echo "missing (image tests will fail):$$missing"; fi
 
 # Lint, import layering, mypy --strict on src/, then the whole test suite.
 test: system-deps lint typecheck unit

@@ -28,7 +28,7 @@ GIT_ENV = {
 def need(tool: str) -> str:
     path = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
     if path is None:
-        pytest.skip(f"{tool} is not installed (`make system-deps` installs it)")
+        pytest.fail(f"{tool} is not installed: `make system-deps` (as root) installs it")
     return path
 
 

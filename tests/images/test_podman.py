@@ -29,7 +29,7 @@ def _rootfs() -> Path:
     if (rootfs / "usr/bin/python3").exists():
         return rootfs
     if os.geteuid() != 0:
-        pytest.skip("debootstrap needs root")
+        pytest.fail("debootstrap needs root: run the tests as root (CI does)")
     need("debootstrap")
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = CACHE / f"tmp-{os.getpid()}"
@@ -107,7 +107,7 @@ def debian(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def podman(tmp_path: Path) -> Iterator[list[str]]:
     if os.geteuid() != 0:
-        pytest.skip("podman tests run as root here")
+        pytest.fail("the podman tests run as root: run the tests as root (CI does)")
     binary = need("podman")
     need("runc")
     conf = tmp_path / "containers"

@@ -84,7 +84,6 @@ def test_gitignore_is_merged_not_overwritten(tmp_path: Path) -> None:
     assert (tmp_path / ".gitignore").read_text() == "*.log\n.canon/\n"
 
 
-@pytest.mark.skipif(not HAS_GIT, reason="git is not installed")
 def test_init_inside_a_git_repo_does_not_nest_one(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "--quiet"], cwd=tmp_path, check=True)
     init_project(tmp_path / "sub")

@@ -70,10 +70,7 @@ HOSTILE = {
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_archives_are_refused_before_writing(tmp_path: Path, case: str) -> None:
     entries, message = HOSTILE[case]
-    try:
-        archive = make_tar(tmp_path / "bad.tar", [("ok-first.txt", "file", "fine"), *entries])
-    except ValueError:
-        pytest.skip("tarfile cannot even write this name")
+    archive = make_tar(tmp_path / "bad.tar", [("ok-first.txt", "file", "fine"), *entries])
     out = tmp_path / "out"
     with pytest.raises(UnsafeArchiveError, match=message):
         extract(archive, out)
