@@ -19,15 +19,27 @@ codes; the core raises them and never prints.
     ├── ImageError                   an image, manifest or layer is malformed or not what it claims
     │   ├── UnsafeArchiveError       a layer/tarball entry would escape, collide or exceed a cap
     │   └── RegistryError            an OCI registry failed or refused a request (exit 4)
-    ├── DataError                    a dataset cannot be pinned, read or materialised (exit 4)
-    │   ├── SourceMissingError       its source is gone (a file, a prefix, a bucket)
-    │   ├── SourceUnavailableError   down, refusing, 5xx or too slow after bounded retries
-    │   └── QueryError               a dataset's query or database failed
+    ├── DataError                    a dataset is unknown, already declared, not pinned, malformed
+    │   ├── SourceMissingError       its source is gone (a file, a prefix, a bucket) (exit 4)
+    │   ├── SourceUnavailableError   down, refusing, changing, 5xx or too slow (exit 4)
+    │   └── QueryError               a dataset's query, database or driver is wrong
     ├── ServeError                   the model server cannot load or verify its model
-    ├── DeployError                  a deployment cannot be started, observed or rendered (exit 4)
+    ├── DeployError                  a deployment is unknown, not pinned or cannot be rendered
+    │   └── DeployTargetError        kubectl, a cluster or a server failed or was silent (exit 4)
     ├── LockedError                  another canon process holds the repo lock (exit 3)
     ├── StageFailedError             a stage command failed (exit 1)
-    └── InterruptedError_            the user interrupted (exit 130)
+    └── InterruptedError_            the user interrupted (exit 130; 143 for SIGTERM)
+
+Exit codes (the README's table says the same):
+
+    0    done, or nothing to do
+    1    a stage failed, or a check found something out of date / drifted
+    2    the user's request, declarations or workspace state are wrong: fix and rerun
+    3    another canon process holds the repository lock
+    4    something outside answered badly or not at all: a remote, registry, data
+         source or deploy target is down, refused, or lacks what was asked
+    70   a bug in canon (--verbose shows the traceback)
+    130  interrupted (SIGINT); 143 terminated (SIGTERM)
 
 Foreign exceptions are translated at the edge: ``raise CanonError(...) from exc``.
 """
@@ -162,15 +174,16 @@ class RegistryError(ImageError):
 
 class DataError(CanonError):
     code = "data.failed"
-    exit_code = 4
 
 
 class SourceMissingError(DataError):
     code = "data.source_missing"
+    exit_code = 4
 
 
 class SourceUnavailableError(DataError):
     code = "data.source_unavailable"
+    exit_code = 4
 
 
 class QueryError(DataError):
@@ -183,6 +196,10 @@ class ServeError(CanonError):
 
 class DeployError(CanonError):
     code = "deploy.failed"
+
+
+class DeployTargetError(DeployError):
+    code = "deploy.target_failed"
     exit_code = 4
 
 
@@ -199,6 +216,10 @@ class StageFailedError(CanonError):
 class InterruptedError_(CanonError):
     code = "interrupted"
     exit_code = 130
+
+    def __init__(self, message: str, *, hint: str | None = None, signal: int = 2) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = 128 + signal  # 130 for SIGINT, 143 for SIGTERM (the shell's convention)
 
 
 @dataclass(frozen=True)

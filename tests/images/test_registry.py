@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from canon.errors import IntegrityError, RegistryError
+from canon.errors import ImageError, IntegrityError, RegistryError
 from canon.stores.oci.layout import ImageLayout
 from canon.stores.oci.registry import Reference, RegistryClient
 from canon.stores.oci.spec import LAYER_GZIP, Descriptor
@@ -138,7 +138,7 @@ def test_reference_parsing() -> None:
     assert Reference.parse("python:3.11") == Reference("docker.io", "library/python", "3.11")
     r = Reference.parse("127.0.0.1:5000/ns/model:abc@sha256:" + "a" * 64)
     assert (r.registry, r.repository, r.tag) == ("127.0.0.1:5000", "ns/model", "abc")
-    with pytest.raises(RegistryError, match="not a sha256 digest"):
+    with pytest.raises(ImageError, match="not a sha256 digest"):
         Reference.parse("x/y@md5:00")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from canon.declare.memo import load_project_memoised
 from canon.declare.project import DeploymentSpec, DeployTarget, Project
-from canon.errors import DeployError
+from canon.errors import DeployError, DeployTargetError
 from canon.events import Emit, Notice
 from canon.executors.deploy.target import Deployer, Live, Release, Rollout
 from canon.executors.notify import Message, Notifier, WebhookNotifier
@@ -212,7 +212,7 @@ def roll_out_checked(root: Path, *, profile: str | None, names: Sequence[str], e
         emit(Notice(f"deployment.{r.environment} {r.outcome}: {r.reason}"))
     failed = [r for r in results if not r.ok]
     if failed:
-        raise DeployError(
+        raise DeployTargetError(
             "; ".join(f"deployment {r.environment} rolled back: {r.reason}" for r in failed),
             hint="the previous version keeps serving; see `canon deploy --status`",
         )

@@ -80,7 +80,7 @@ class Mounts:
         try:
             again = pin_dataset(ds, self.ws, state)
         except DataError as exc:
-            raise DataError(
+            raise type(exc)(  # keeps the exit code: a source that did not answer stays 4
                 f"data.{ds.name}: the pinned content {pin.content.digest} is not in the cache, "
                 f"and fetching it again failed: {exc.message}",
                 hint="`canon pull` it from a remote",

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from canon.declare.project import DatasetSpec
 from canon.digest import Digest
-from canon.errors import DataError
+from canon.errors import SourceUnavailableError
 from canon.observe.sources import Listing, retrying
 from canon.stores.manifest import MODE_FILE, Manifest, ManifestEntry
 from canon.stores.objects import ObjectStore
@@ -60,7 +60,7 @@ def fetch(
     def one(rel: str, size: int) -> Digest:
         digest, got = retrying(spec, "read", lambda: _download(listing, rel, size, store))
         if got != size:
-            raise DataError(
+            raise SourceUnavailableError(
                 f"data.{spec.name}: {rel} in {redact(spec.source)} changed while canon was "
                 f"fetching it ({size} bytes listed, {got} read)",
                 hint="run again once nothing is writing to the source",

@@ -152,12 +152,12 @@ def retrying(spec: DatasetSpec, what: str, fn: Callable[[], T]) -> T:
                 "(it is in the cache or on a remote)",
             ) from exc
         except PermissionError as exc:
-            raise DataError(
+            raise SourceUnavailableError(
                 f"data.{spec.name}: access to {redact(spec.source)} was refused",
                 hint="check the credentials in the environment (AWS_PROFILE, AWS_ACCESS_KEY_ID…)",
             ) from exc
         except (ValueError, TypeError, NotImplementedError) as exc:
-            raise DataError(
+            raise SourceUnavailableError(
                 f"data.{spec.name}: cannot {what} {redact(spec.source)}: {_safe(exc)}"
             ) from exc
         except Exception as exc:  # network, 5xx, timeouts: transient until proven otherwise

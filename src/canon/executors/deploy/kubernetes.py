@@ -18,7 +18,7 @@ from typing import Protocol
 import yaml
 
 from canon.declare.project import DeploymentSpec
-from canon.errors import DeployError
+from canon.errors import DeployError, DeployTargetError
 from canon.events import Emit, Notice
 from canon.executors.deploy.manifests import ANNOTATION, Source, render
 from canon.executors.deploy.target import Live, Release, Rollout
@@ -55,12 +55,12 @@ class Kubectl:
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise DeployError(
+            raise DeployTargetError(
                 f"kubectl failed to run: {exc}",
                 hint="is kubectl installed and the cluster reachable?",
             ) from exc
         if done.returncode != 0:
-            raise DeployError(
+            raise DeployTargetError(
                 f"kubectl apply failed: {done.stderr.strip()[:500]}",
                 hint="check the kubeconfig / context",
             )
@@ -76,7 +76,7 @@ class FakeKube:
 
     def apply(self, directory: Path) -> str:
         if self.fail:
-            raise DeployError(f"kubectl apply failed: {self.fail}")
+            raise DeployTargetError(f"kubectl apply failed: {self.fail}")
         self.applied.append({p.name: p.read_bytes() for p in sorted(directory.iterdir())})
         return f"applied {directory.name}"
 

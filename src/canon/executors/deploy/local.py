@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from canon.declare.project import DeploymentSpec
-from canon.errors import DeployError
+from canon.errors import DeployError, DeployTargetError
 from canon.events import Emit, Notice
 from canon.executors.deploy.rootfs import extract_image
 from canon.executors.deploy.target import Backend, Release, Rollout
@@ -269,7 +269,7 @@ class LocalDeployer:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise DeployError(
+                raise DeployTargetError(
                     f"deployment {spec.name}: the router exited at start",
                     hint=f"see {home / 'logs' / 'router.log'}",
                 )

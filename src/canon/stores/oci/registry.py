@@ -29,7 +29,7 @@ from typing import IO
 import httpx
 
 from canon.digest import Digest, hash_bytes, is_digest
-from canon.errors import IntegrityError, RegistryError
+from canon.errors import ImageError, IntegrityError, RegistryError
 from canon.stores.oci import spec as oci
 from canon.stores.oci.auth import Credentials, credentials_for, parse_challenge
 from canon.stores.oci.layout import ImageLayout
@@ -56,7 +56,9 @@ class Reference:
         if "@" in rest:
             rest, raw = rest.split("@", 1)
             if not is_digest(raw):
-                raise RegistryError(f"{text!r}: not a sha256 digest after @")
+                raise ImageError(
+                    f"{text!r}: not a sha256 digest after @", hint="registry/repo@sha256:<64 hex>"
+                )
             digest = Digest(raw)
         tag = None
         last = rest.rsplit("/", 1)[-1]
@@ -66,7 +68,7 @@ class Reference:
         if not path or ("." not in first and ":" not in first and first != "localhost"):
             first, path = "docker.io", rest if "/" in rest else f"library/{rest}"
         if not path:
-            raise RegistryError(f"{text!r} is not an image reference", hint="registry/repo:tag")
+            raise ImageError(f"{text!r} is not an image reference", hint="registry/repo:tag")
         return cls(first, path, tag, digest)
 
     @property

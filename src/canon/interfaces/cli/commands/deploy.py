@@ -6,6 +6,12 @@ import click
 
 from canon.interfaces.cli.commands._common import print_json, profile_of, root_of
 
+NOTHING_DECLARED = (
+    "No deployments declared (add one under deployments: in canon.yaml, e.g. "
+    "prod: {target: local, artifact: model, port: 8080}; see the README's "
+    "Serving and deploying section)."
+)
+
 
 @click.command(
     "deploy",
@@ -32,8 +38,16 @@ def command(
     as_json: bool,
 ) -> int:
     from canon.apply.deployments import observe_all, roll_out, stop
+    from canon.declare.memo import load_project_memoised
 
     root, profile = root_of(ctx), profile_of(ctx)
+    if not envs and not load_project_memoised(root, profile=profile).deployments:
+        # nothing to roll out, show or stop is not an error; saying nothing would be
+        if as_json and show:
+            print_json([])
+        elif not as_json:
+            click.echo(NOTHING_DECLARED)
+        return 0
     if stop_:
         stop(root, profile=profile, names=envs)
         return 0

@@ -21,7 +21,7 @@ def command(ctx: click.Context, as_json: bool) -> int:
         print_json(images)
         return 0
     if not images:
-        click.echo("No images built yet (run `canon build`).")
+        click.echo(_nothing(ctx))
     for image in images:
         click.echo(
             f"image.{image['name']}  {image['kind']}  {image['digest']}  "
@@ -36,3 +36,18 @@ def command(ctx: click.Context, as_json: bool) -> int:
         for repository, tag in image["pushed"].items():
             click.echo(f"  pushed: {repository}:{tag}")
     return 0
+
+
+def _nothing(ctx: click.Context) -> str:
+    """One line for an empty list: nothing declared, or nothing built yet."""
+    from canon.declare.memo import load_project_memoised
+
+    if not load_project_memoised(root_of(ctx), profile=profile_of(ctx)).artifacts:
+        return NOTHING_DECLARED
+    return "No images built yet (run `canon build`)."
+
+
+NOTHING_DECLARED = (
+    "No images declared (add a kind: base and a kind: model artifact under artifacts: "
+    "in canon.yaml; see the README's Images section)."
+)

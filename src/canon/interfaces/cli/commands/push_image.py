@@ -20,6 +20,16 @@ def command(ctx: click.Context, names: tuple[str, ...], registry: str | None, as
     root = root_of(ctx)
     project, state, _ = recorded(root, profile_of(ctx))
     chosen = list(names) or [n for n in project.artifacts if n in state.images]
+    if not chosen:  # nothing to push is not an error, but say so
+        from canon.interfaces.cli.commands.images import NOTHING_DECLARED
+
+        if not as_json:
+            click.echo(
+                NOTHING_DECLARED
+                if not project.artifacts
+                else "No images built yet: nothing to push (run `canon build`)."
+            )
+        return 0
     emit = ImageEvents(as_json)
     for name in chosen:
         push_image(root, profile=profile_of(ctx), name=name, registry=registry, emit=emit)
