@@ -30,7 +30,9 @@ from typing import Any
 
 import yaml
 
-from canon.declare.overrides import apply_overrides, overrides_key
+from canon.declare.memo import MEMO
+from canon.declare.overrides import overrides_key
+from canon.declare.project import Project
 from canon.errors import CanonError, StageFailedError
 from canon.events import Emit, Event, Notice
 from canon.stores.exprefs import Experiment, ExperimentRefs, check_name, git, resolve_commit
@@ -91,12 +93,12 @@ def plan_experiments(
 ) -> list[ExperimentSpec]:
     """Specs for a sweep; every override is checked against the base's params first,
     so a typo fails before anything runs."""
-    from canon.declare.loader import load_project
+    from canon.declare.memo import load_project_memoised
 
     commit = resolve_commit(root, base)
     names: list[str] = []
     for i, overrides in enumerate(grid):
-        load_project(root, profile=profile, overrides=overrides)  # raises on a bad key
+        load_project_memoised(root, profile=profile, overrides=overrides)  # raises on a bad key
         if name is None:
             names.append(auto_name(overrides, commit))
         else:
@@ -143,6 +145,8 @@ def worktree(root: Path, commit: str, label: str, share: tuple[str, ...] = SHARE
             (root / ".canon" / name).mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileExistsError):
                 os.symlink(root / ".canon" / name, state / name)
+        with contextlib.suppress(OSError):  # the declaration memo: keyed by content, so safe
+            shutil.copyfile(root / MEMO, path / MEMO)
         yield path
     finally:
         with contextlib.suppress(CanonError):
@@ -150,11 +154,22 @@ def worktree(root: Path, commit: str, label: str, share: tuple[str, ...] = SHARE
         shutil.rmtree(path, ignore_errors=True)  # `git worktree prune` (next run) drops its record
 
 
-def write_params(tree: Path, params_file: str, overrides: Mapping[str, Any]) -> None:
-    path = tree / params_file
-    current = yaml.safe_load(path.read_bytes()) if path.is_file() else {}
-    updated = apply_overrides(current if isinstance(current, dict) else {}, overrides, params_file)
-    path.write_text(yaml.safe_dump(updated, sort_keys=False, allow_unicode=True))
+def prepare_params(tree: Path, profile: str | None, overrides: Mapping[str, Any]) -> Project:
+    """Write the overridden params file into ``tree`` and return its project.
+
+    The values written are the overridden project's own params (as canon read
+    them), so the project loaded from the new file is this one: it is put in
+    the worktree's declaration memo, and ``canon apply`` there starts without
+    validating canon.yaml again."""
+    from canon.declare.memo import load_project_memoised, remember_params
+
+    project = load_project_memoised(tree, profile=profile, overrides=overrides)
+    if not overrides:
+        return project
+    path = tree / project.params_file
+    path.write_text(yaml.safe_dump(dict(project.params), sort_keys=False, allow_unicode=True))
+    remember_params(tree, project, profile=profile)
+    return project
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -191,8 +206,7 @@ def run_experiment(root: Path, spec: ExperimentSpec, emit: Emit) -> Experiment:
     commit = resolve_commit(root, spec.base)
     started = time.time()
     with worktree(root, commit, spec.name) as tree:
-        project, _ = load(tree, spec.profile)
-        write_params(tree, project.params_file, spec.overrides)
+        prepare_params(tree, spec.profile, spec.overrides)
         result = run_apply(
             tree,
             profile=spec.profile,
@@ -229,7 +243,7 @@ def run_experiment(root: Path, spec: ExperimentSpec, emit: Emit) -> Experiment:
             "stages": {o.name: o.status for o in result.outcomes},
             **lock_state,
         }
-        recorded = refs.record(spec.name, commit, files, summary)
+        recorded = refs.record(spec.name, commit, files, summary, worktree=tree)
     emit(
         Notice(f"experiment {spec.name} recorded as {recorded[:12]} (refs/canon/exps/{spec.name})")
     )

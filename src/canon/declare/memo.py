@@ -41,6 +41,7 @@ from canon.declare.project import (
     StageSpec,
     SubsetSpec,
 )
+from canon.errors import CanonError
 
 MEMO = ".canon/declared.json"
 _MAX_ENTRIES = 8
@@ -84,9 +85,7 @@ def _to_doc(p: Project) -> dict[str, Any]:
         "artifacts": [_artifact_doc(a) for a in p.artifacts.values()],
         "remotes": [[r.name, r.url, r.endpoint_url, r.region, r.jobs] for r in p.remotes.values()],
         "remote": p.remote,
-        "deployments": [
-            {**asdict(d), "target": d.target.value} for d in p.deployments.values()
-        ],
+        "deployments": [{**asdict(d), "target": d.target.value} for d in p.deployments.values()],
     }
 
 
@@ -215,7 +214,10 @@ def load_project_memoised(
     overrides: Mapping[str, Any] | None = None,
 ) -> Project:
     """``load_project`` with the memo in front of it (same errors, same result).
-    ``overrides`` (``-S``) are part of the memo key."""
+
+    ``overrides`` (``-S``) are set on the memoised declaration without loading
+    it again when only params values change (``overrides.override_resolved``);
+    otherwise they are part of the memo key of a full load."""
     root = Path(root).absolute()
     env = os.environ if environ is None else environ
     try:
@@ -223,15 +225,35 @@ def load_project_memoised(
     except OSError:
         config = None
     if config is not None:
-        from canon.declare.overrides import overrides_key
+        memo = _read_memo(root)
+        key = _key(config, profile, env.get("CANON_PROFILE"))
+        base = _hit(root, memo.get(key))
+        if base is not None and overrides:
+            from canon.declare.overrides import override_resolved
 
-        key = _key(config, profile, env.get("CANON_PROFILE"), overrides_key(overrides))
-        entry = _read_memo(root).get(key)
-        if isinstance(entry, dict):
-            with contextlib.suppress(KeyError, TypeError, ValueError):
-                doc = entry["project"]
-                if _params_digest(root, doc["params_file"]) == entry["params"]:
-                    return _from_doc(root, doc)
+            # params are plain data: set the overrides on the validated declaration
+            found = override_resolved(base, overrides, config)
+            if found is not None:
+                return found
+        elif base is not None:
+            return base
+        if overrides:
+            from canon.declare.overrides import override_resolved, overrides_key
+
+            if base is None:
+                # load and remember the declaration itself, so the next sweep point is fast
+                with contextlib.suppress(CanonError):
+                    found = override_resolved(
+                        load_project_memoised(root, profile=profile, environ=environ),
+                        overrides,
+                        config,
+                    )
+                    if found is not None:
+                        return found
+            key = _key(config, profile, env.get("CANON_PROFILE"), overrides_key(overrides))
+            hit = _hit(root, memo.get(key))
+            if hit is not None:
+                return hit
 
     from canon.declare.loader import load_project
 
@@ -239,6 +261,16 @@ def load_project_memoised(
     if config is not None:
         _remember(root, key, project)
     return project
+
+
+def _hit(root: Path, entry: Any) -> Project | None:
+    """The memoised project of ``entry`` if the params file is still the one it saw."""
+    if isinstance(entry, dict):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            doc = entry["project"]
+            if _params_digest(root, doc["params_file"]) == entry["params"]:
+                return _from_doc(root, doc)
+    return None
 
 
 def _remember(root: Path, key: str, project: Project) -> None:
@@ -261,3 +293,23 @@ def _remember(root: Path, key: str, project: Project) -> None:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+
+def remember_params(
+    root: Path,
+    project: Project,
+    *,
+    profile: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Record ``project`` as the declaration at ``root`` as its files are now.
+
+    For a params file just written from ``project.params`` (an experiment's
+    worktree): the next load of ``root`` is then a hit instead of a full load.
+    The caller vouches that ``project`` is what ``load_project`` would return.
+    """
+    root = Path(root).absolute()
+    env = os.environ if environ is None else environ
+    with contextlib.suppress(OSError):
+        config = (root / "canon.yaml").read_bytes()
+        _remember(root, _key(config, profile, env.get("CANON_PROFILE")), project)

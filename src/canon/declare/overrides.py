@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from canon.declare.project import Project
 from canon.errors import DeclarationError
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*$")
@@ -184,3 +185,96 @@ def apply_overrides(
 def overrides_key(overrides: Mapping[str, Any] | None) -> str:
     """A stable text of the overrides (for memo keys and names)."""
     return json.dumps(dict(overrides or {}), sort_keys=True, default=str)
+
+
+# --- overrides on an already resolved project (the memo's fast path) -------------------------
+
+_REFERENCE = re.compile(r"\$\{([^}]*)\}")
+_ESCAPED_DOLLAR = re.compile(r"\\(x24|u0024|U00000024|\$)")
+
+
+def _kind(value: Any) -> str | None:
+    """The type class a value must keep for the fast path: text, number, flag."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    return None
+
+
+def _referenced(config: str) -> list[tuple[str, ...]] | None:
+    """The params keys ``${params...}`` references in canon.yaml name (read from the
+    text, so a reference anywhere counts); None when the text could hide one (a YAML
+    escape of ``$``), so the caller takes the full path."""
+    if _ESCAPED_DOLLAR.search(config):
+        return None
+    keys: list[tuple[str, ...]] = []
+    for match in _REFERENCE.finditer(config):
+        parts = tuple("".join(match.group(1).split()).split("."))
+        if parts[0] == "params":
+            keys.append(parts[1:])
+    return keys
+
+
+def _overlaps(a: Sequence[str], b: Sequence[str]) -> bool:
+    n = min(len(a), len(b))
+    return tuple(a[:n]) == tuple(b[:n])
+
+
+def override_resolved(
+    project: Project, overrides: Mapping[str, Any], config: bytes
+) -> Project | None:
+    """``project`` (resolved from the same canon.yaml bytes ``config``, without
+    overrides) with ``overrides`` set, or None when only a full load can tell.
+
+    Params are plain data: a value that no ``${params...}`` reference reaches
+    changes only ``Project.params`` and, for stages that declare it, their
+    ``param_values`` and ``CANON_PARAMS``. So this re-resolves exactly those, when
+    every overridden value keeps the type class (text / number / boolean) of the
+    value it replaces; anything else (a referenced key, a section replaced, a
+    type changed) returns None and the caller loads in full. Unknown keys raise
+    the same ``DeclarationError`` as the full load.
+    """
+    from dataclasses import replace
+
+    from canon.declare.interpolate import InterpolationError, lookup_param
+
+    params = apply_overrides(project.params, overrides, project.params_file)
+    for key in overrides:
+        old: Any = project.params
+        for part in key.split("."):
+            old = old[part]
+        if _kind(old) is None or _kind(old) != _kind(overrides[key]):
+            return None
+    try:
+        text = config.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    referenced = _referenced(text)
+    if referenced is None:
+        return None
+    changed = [key.split(".") for key in overrides]
+    if any(_overlaps(ref, key) for ref in referenced for key in changed):
+        return None
+    stages = {}
+    for name, stage in project.stages.items():
+        if not any(_overlaps(p.split("."), key) for p in stage.params for key in changed):
+            stages[name] = stage
+            continue
+        try:
+            values = tuple(
+                sorted(
+                    (p, lookup_param(params, p.split("."), project.params_file))
+                    for p in stage.params
+                )
+            )
+        except InterpolationError:
+            return None
+        canon_params = json.dumps(
+            dict(values), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+        )
+        env = tuple((k, canon_params if k == "CANON_PARAMS" else v) for k, v in stage.env)
+        stages[name] = replace(stage, param_values=values, env=env)
+    return replace(project, params=params, stages=stages)

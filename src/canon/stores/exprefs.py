@@ -138,29 +138,25 @@ class ExperimentRefs:
         summary: Mapping[str, Any],
         *,
         replace: bool = False,
+        worktree: Path | None = None,
     ) -> str:
         """Commit ``files`` (repo path -> file on disk) on top of ``base`` and point
         ``refs/canon/exps/<name>`` at it. Refuses to overwrite an existing
-        experiment unless ``replace``; the ref moves by compare-and-swap."""
+        experiment unless ``replace``; the ref moves by compare-and-swap.
+
+        ``worktree``: a worktree whose HEAD is ``base`` and that holds every file
+        at its repo path; its index is used (no temporary index read from ``base``)."""
         check_name(name)
         ref = PREFIX + name
-        old = self._current(ref)
-        if old is not None and not replace:
-            raise ExperimentError(
-                f"experiment {name!r} exists already ({old[:12]})",
-                hint="pick another --name, or `canon exp remove` it first",
-            )
-        with tempfile.TemporaryDirectory(prefix="canon-exp-index-") as tmp:
-            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-            git(self.root, "read-tree", base, env=env)
-            paths = sorted(files)
-            if paths:
-                listing = "\n".join(str(files[p]) for p in paths) + "\n"
-                blobs = git(self.root, "hash-object", "-w", "--stdin-paths", data=listing.encode())
-                oids = blobs.decode().split()
-                info = "".join(f"100644 {oid}\t{p}\n" for oid, p in zip(oids, paths, strict=True))
-                git(self.root, "update-index", "--index-info", data=info.encode(), env=env)
-            tree = git(self.root, "write-tree", env=env).decode().strip()
+        old = self._current(ref) if replace else None
+        paths = sorted(files)
+        inside = worktree is not None and all(Path(files[p]) == Path(worktree) / p for p in paths)
+        if worktree is not None and inside:
+            if paths:  # -f: metrics files are often .gitignored, and belong in the record
+                git(worktree, "add", "-f", "--", *paths)
+            tree = git(worktree, "write-tree").decode().strip()
+        else:
+            tree = self._tree(base, files, paths)
         message = f"canon exp {name}\n\n{json.dumps(dict(summary), sort_keys=True, default=str)}\n"
         commit_env = {
             "GIT_AUTHOR_NAME": os.environ.get("GIT_AUTHOR_NAME", "canon"),
@@ -175,6 +171,19 @@ class ExperimentRefs:
         )
         self._swap(ref, commit, old or ZERO, name)
         return commit
+
+    def _tree(self, base: str, files: Mapping[str, Path], paths: list[str]) -> str:
+        """The tree of ``base`` with ``files`` written in, through a private index."""
+        with tempfile.TemporaryDirectory(prefix="canon-exp-index-") as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            git(self.root, "read-tree", base, env=env)
+            if paths:
+                listing = "\n".join(str(files[p]) for p in paths) + "\n"
+                blobs = git(self.root, "hash-object", "-w", "--stdin-paths", data=listing.encode())
+                oids = blobs.decode().split()
+                info = "".join(f"100644 {oid}\t{p}\n" for oid, p in zip(oids, paths, strict=True))
+                git(self.root, "update-index", "--index-info", data=info.encode(), env=env)
+            return git(self.root, "write-tree", env=env).decode().strip()
 
     def _current(self, ref: str) -> str | None:
         proc = subprocess.run(
@@ -192,6 +201,11 @@ class ExperimentRefs:
             capture_output=True,
             check=False,
         )
+        if proc.returncode != 0 and old == ZERO:
+            raise ExperimentError(
+                f"experiment {name!r} exists already",
+                hint="pick another --name, or `canon exp remove` it first",
+            )
         if proc.returncode != 0:
             raise ExperimentError(
                 f"experiment {name!r} was written by someone else meanwhile",
