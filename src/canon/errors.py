@@ -219,7 +219,18 @@ class InterruptedError_(CanonError):
 
     def __init__(self, message: str, *, hint: str | None = None, signal: int = 2) -> None:
         super().__init__(message, hint=hint)
+        self.signal = signal
         self.exit_code = 128 + signal  # 130 for SIGINT, 143 for SIGTERM (the shell's convention)
+
+
+class Terminated(KeyboardInterrupt):
+    """What the CLI's SIGTERM handler raises in the main thread: unwinds like Ctrl-C
+    (stages stopped, lock released, the apply recorded as interrupted), but remembers
+    the signal so canon exits 128 + its number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 @dataclass(frozen=True)

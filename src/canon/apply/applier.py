@@ -195,12 +195,16 @@ class Applier:
                         outcomes[name] = outcome
                         if outcome.status == "failed" and not self.options.keep_going:
                             stop = True
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
                 self.runner.stop_all()
                 for fut in running:
                     fut.cancel()
+                signum = getattr(exc, "signum", 2)
                 raise InterruptedError_(
-                    "interrupted; finished stages are recorded, the rest will run next time"
+                    ("terminated (SIGTERM)" if signum == 15 else "interrupted")
+                    + f"; stopped {len(running)} running stage(s)",
+                    hint="finished stages are recorded; `canon apply` runs the rest",
+                    signal=signum,
                 ) from None
 
         for name in order:

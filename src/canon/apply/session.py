@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from canon.declare.memo import load_project_memoised
 from canon.declare.project import Project
-from canon.errors import CanonError, StalePlanError, StateError
+from canon.errors import CanonError, InterruptedError_, StalePlanError, StateError
 from canon.graph.pipeline import Pipeline, build_pipeline
 from canon.observe.workspace import Workspace, head_commit, observe
 from canon.plan.change import Plan
@@ -168,7 +168,12 @@ def run_apply(
                 runner = DaskRunner(executor, state / "logs")
             ledger = Ledger(state / "ledger.db")
             try:
-                apply_id = ledger.begin_apply(current.commit, current.profile, argv)
+                from canon.stores.records import DEFAULT_PROFILE
+
+                # the profile the lock records this under: "default" when none is declared
+                apply_id = ledger.begin_apply(
+                    current.commit, current.profile or DEFAULT_PROFILE, argv
+                )
                 applier = Applier(
                     planned.project,
                     planned.pipeline,
@@ -195,6 +200,9 @@ def run_apply(
                         roll_out_checked(root, profile=profile, names=deploy, emit=emit)
                     status = "succeeded" if result.ok else "failed"
                     return result
+                except InterruptedError_:
+                    status = "interrupted"  # Ctrl-C / SIGTERM while stages ran
+                    raise
                 except CanonError:
                     status = "failed"
                     raise

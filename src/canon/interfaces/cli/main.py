@@ -132,9 +132,10 @@ def main(argv: list[str] | None = None) -> Any:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", 2)  # errors.Terminated: SIGTERM -> 143
+        click.echo("terminated" if signum == 15 else "interrupted", err=True)
+        sys.exit(128 + signum)
     except BrokenPipeError:
         sys.exit(0)
     except OSError as exc:

@@ -10,11 +10,15 @@ from types import FrameType
 
 import click
 
+from canon.errors import Terminated
 from canon.interfaces.cli.commands._common import profile_of, root_of
 
 
 def _interrupt_on_term(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    # unwind once, like Ctrl-C: stages are stopped, the lock released, the apply
+    # recorded as interrupted; a second SIGTERM must not cut that cleanup short
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated(signum)
 
 
 @click.command(
