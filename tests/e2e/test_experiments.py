@@ -140,6 +140,14 @@ def test_sweep_queue_show_diff_promote_remove(proj: tuple[Workspace, dict[str, s
     assert table[0] == ["name", "commit", "train.lr", "acc", "loss"] and table[1][0] == "s-2"
     bad = ws.canon("exp", "show", "--where", "lr ~ 3")
     assert bad.returncode == 2 and "is not KEY OP VALUE" in bad.stderr
+    typo = ws.canon("exp", "show", "--where", "train.lrr<0.4")
+    assert typo.returncode == 2, typo.stdout + typo.stderr
+    assert "--where train.lrr: no experiment has a param or metric" in typo.stderr
+    assert 'did you mean "train.lr"?' in typo.stderr and typo.stdout == ""
+    typo = ws.canon("exp", "show", "--sort", "nosuch")
+    assert typo.returncode == 2 and "--sort nosuch: no experiment has" in typo.stderr
+    assert "known keys: acc, loss, train.fail, train.lr" in typo.stderr  # no close match
+    assert ws.canon("exp", "plot", "acc", "--x", "train.l").returncode == 2
 
     diff = json.loads(ws.canon("exp", "diff", "s-1", "s-3", "--json").stdout)
     assert diff["params"] == {"train.lr": [0.1, 0.5]}

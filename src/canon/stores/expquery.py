@@ -8,6 +8,7 @@ a number or a string. An experiment lacking KEY does not match.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -70,6 +71,25 @@ def value_of(exp: Experiment, key: str) -> Any:
     return exp.info.get(key)
 
 
+def check_key(experiments: Sequence[Experiment], key: str, option: str) -> None:
+    """Refuse a key no experiment has (a typo would otherwise select or sort nothing)."""
+    if not experiments or key in ("name", "commit", "base"):
+        return
+    keys: dict[str, None] = {}
+    for e in experiments:
+        keys.update(dict.fromkeys(e.params))
+        keys.update(dict.fromkeys(e.metrics))
+        keys.update(dict.fromkeys(k for k, v in e.info.items() if isinstance(v, (int, float, str))))
+    if key in keys:
+        return
+    close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.5)
+    shown = ", ".join(sorted(k for k in keys if k not in ("created", "duration"))[:12])
+    raise ExperimentError(
+        f"{option} {key}: no experiment has a param or metric {key!r}",
+        hint=f'did you mean "{close[0]}"?' if close else f"known keys: {shown}",
+    )
+
+
 def select(
     experiments: Sequence[Experiment],
     *,
@@ -80,8 +100,11 @@ def select(
     chosen = list(experiments)
     if where:
         conditions = parse_where(where)
+        for condition in conditions:
+            check_key(experiments, condition.key, "--where")
         chosen = [e for e in chosen if all(c.matches(e) for c in conditions)]
     if sort:
+        check_key(experiments, sort, "--sort")
         known = [e for e in chosen if isinstance(value_of(e, sort), (int, float, str))]
         unknown = [e for e in chosen if e not in known]
         try:
