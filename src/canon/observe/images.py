@@ -30,7 +30,7 @@ from canon.plan.observed import ImageObservation
 from canon.stores.oci.spec import canonical_json
 from canon.stores.records import ImageRecord, ProfileState
 
-IMAGE_FORMAT = 1  # bump when what canon puts in an image changes
+IMAGE_FORMAT = 2  # bump when what canon puts in an image changes (2: blockwise parallel gzip)
 LOCK_FILE = "canon.lock"
 
 NEVER_BUILT = "NEVER_BUILT"
