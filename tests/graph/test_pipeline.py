@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,36 @@ def test_renderers() -> None:
     assert render_text(project, p).splitlines() == ["prep <- data.d  [f]", "train <- prep  [m]"]
     assert "data_d --> prep" in render_mermaid(project, p)
     assert '"prep" -> "train";' in render_dot(project, p)
+
+
+def at_line(spec: StageSpec, line: int) -> StageSpec:
+    return replace(spec, line=line)
+
+
+@pytest.mark.parametrize(("stages", "problem"), [
+    ([at_line(st("a", [], ["o"]), 3), at_line(st("b", [], ["o"]), 8)],
+     'stages "a" (canon.yaml:3) and "b" (canon.yaml:8) both write "o"'),
+    ([at_line(st("a", [], ["build"]), 3), at_line(st("b", [], ["build/x"]), 8)],
+     'stage "b" (canon.yaml:8) writes "build/x", which overlaps "build" written by stage '
+     '"a" (canon.yaml:3)'),
+    ([at_line(st("a", ["nope.txt"], ["o"]), 5)],
+     'stage "a" (canon.yaml:5) depends on "nope.txt", which does not exist'),
+    ([at_line(st("a", ["o"], ["o"]), 5)], 'stage "a" (canon.yaml:5) depends on its own output "o"'),
+    ([at_line(st("w", [], ["data/d/x"]), 9)], 'stage "w" (canon.yaml:9) writes "data/d/x", inside'),
+])
+def test_pipeline_problems_name_each_stage_with_file_and_line(
+    stages: list[StageSpec], problem: str
+) -> None:
+    with pytest.raises(GraphError, match=r"the pipeline in canon\.yaml has") as info:
+        build_pipeline(proj(*stages), lambda _: False)
+    assert any(p.startswith(problem) for p in info.value.problems), info.value.problems
+
+
+def test_a_cycle_names_each_stage_with_file_and_line() -> None:
+    with pytest.raises(GraphError) as info:
+        build_pipeline(proj(at_line(st("a", ["b.txt"], ["a.txt"]), 3),
+                            at_line(st("b", ["a.txt"], ["b.txt"]), 8)), lambda _: False)
+    a, b = '"a" (canon.yaml:3)', '"b" (canon.yaml:8)'
+    assert info.value.problems in (
+        (f"cycle between stages: {a} -> {b} -> {a}",), (f"cycle between stages: {b} -> {a} -> {b}",)
+    )

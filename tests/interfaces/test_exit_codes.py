@@ -97,3 +97,32 @@ def test_declared_but_not_built_says_build_first(project: Path) -> None:
 def test_deploy_status_json_with_nothing_declared_is_an_empty_list(project: Path) -> None:
     done = _run(project, "deploy", "--status", "--json")
     assert (done.returncode, done.stdout.strip()) == (0, "[]")
+
+
+def test_pipeline_errors_name_stages_with_their_line_in_canon_yaml(project: Path) -> None:
+    (project / "canon.yaml").write_text(
+        "project: t\n"            # 1
+        "stages:\n"               # 2
+        "  a:\n"                  # 3
+        "    cmd: ['true']\n"     # 4
+        "    deps: [b.txt]\n"     # 5
+        "    outs: [a.txt]\n"     # 6
+        "  b:\n"                  # 7
+        "    cmd: ['true']\n"     # 8
+        "    deps: [a.txt]\n"     # 9
+        "    outs: [b.txt]\n"     # 10
+        "  c:\n"                  # 11
+        "    cmd: ['true']\n"     # 12
+        "    deps: [nope.txt]\n"  # 13
+        "    outs: [a.txt]\n"     # 14
+    )
+    for argv in (["status"], ["apply"], ["dag"]):
+        done = _run(project, *argv)
+        assert done.returncode == 2, done.stdout + done.stderr
+        err = done.stderr
+        assert err.startswith("error: the pipeline in canon.yaml has 3 problems\n"), err
+        assert 'stages "a" (canon.yaml:3) and "c" (canon.yaml:11) both write "a.txt"' in err
+        assert 'stage "c" (canon.yaml:11) depends on "nope.txt", which does not exist' in err
+        assert '"a" (canon.yaml:3) -> "b" (canon.yaml:7)' in err or \
+            '"b" (canon.yaml:7) -> "a" (canon.yaml:3)' in err
+        assert "\nhint: " in err and "Traceback" not in err

@@ -8,6 +8,8 @@ one of A's outputs. Problems are collected and raised together as a
 - a dep that no stage produces and that does not exist in the workspace,
 - two stages writing one path (or one writing inside the other's output),
 - a stage writing into a declared dataset.
+
+Each stage is named with where it is declared (``"train" (canon.yaml:14)``).
 """
 
 from __future__ import annotations
@@ -58,23 +60,28 @@ def build_pipeline(project: Project, exists: Callable[[str], bool]) -> Pipeline:
     producers: dict[str, str] = {}
     stages = project.stages
 
+    def at(name: str) -> str:
+        """``"name" (canon.yaml:LINE)``: the stage, and where it is declared."""
+        line = stages[name].line
+        return f'"{name}" ({project.config_file}:{line})' if line else f'"{name}"'
+
     for name, stage in stages.items():
         for out in stage.outs:
             for other_out, other in producers.items():
                 if other != name and overlaps(out, other_out):
                     problems.append(
-                        f'stages "{other}" and "{name}" both write "{out}"'
+                        f'stages {at(other)} and {at(name)} both write "{out}"'
                         if out == other_out
-                        else f'stage "{name}" writes "{out}", which overlaps "{other_out}" '
-                        f'written by stage "{other}"'
+                        else f'stage {at(name)} writes "{out}", which overlaps "{other_out}" '
+                        f"written by stage {at(other)}"
                     )
             producers.setdefault(out, name)
         for ds in project.datasets.values():
             for out in stage.outs:
                 if overlaps(out, ds.path):
                     problems.append(
-                        f'stage "{name}" writes "{out}", inside dataset "{ds.name}" ({ds.path}); '
-                        "declared data is read-only"
+                        f'stage {at(name)} writes "{out}", inside dataset "{ds.name}" '
+                        f"({ds.path}); declared data is read-only"
                     )
 
     dag: DAG[str] = DAG()
@@ -87,15 +94,16 @@ def build_pipeline(project: Project, exists: Callable[[str], bool]) -> Pipeline:
             makers = _producer_of(dep.path, producers)
             for maker in makers:
                 if maker == name:
-                    problems.append(f'stage "{name}" depends on its own output "{dep.path}"')
+                    problems.append(f'stage {at(name)} depends on its own output "{dep.path}"')
                 else:
                     dag.add_edge(maker, name)
             if not makers and not exists(dep.path):
-                problems.append(_missing_dep(name, dep.path, producers))
+                problems.append(_missing_dep(at(name), dep.path, producers))
     try:
         order = tuple(dag.topological_order())
     except CycleError as exc:
-        problems.append(f"cycle between stages: {exc}")
+        cycle = " -> ".join(at(str(n)) for n in exc.cycle)
+        problems.append(f"cycle between stages: {cycle}")
         order = tuple(stages)
     if problems:
         raise GraphError(
@@ -107,7 +115,7 @@ def build_pipeline(project: Project, exists: Callable[[str], bool]) -> Pipeline:
 
 
 def _missing_dep(stage: str, path: str, producers: Mapping[str, str]) -> str:
-    text = f'stage "{stage}" depends on "{path}", which does not exist and no stage produces'
+    text = f'stage {stage} depends on "{path}", which does not exist and no stage produces'
     close = difflib.get_close_matches(path, list(producers), n=1)
     if close:
         text += f' — did you mean "{close[0]}" (an output of "{producers[close[0]]}")?'
