@@ -191,15 +191,32 @@ def test_interrupted_push_resumes_without_reuploading(
     assert "Everything is up to date" in ok(ws.canon("push", env=env))
 
 
-def test_corrupt_cache_object_is_found_and_repaired(ws: Workspace, tmp_path: Path) -> None:
-    declare(ws, {"url": str(tmp_path / "remote")}, n=20)
+@pytest.mark.parametrize("n", [20, 120], ids=["loose", "packed"])
+def test_corrupt_cache_object_is_found_and_repaired(ws: Workspace, tmp_path: Path, n: int) -> None:
+    declare(ws, {"url": str(tmp_path / "remote")}, n=n)
     ok(ws.canon("apply"))
     ok(ws.canon("push"))
-    victim = sorted((ws.root / ".canon/cache/sha256").rglob("*"))[-1]
-    victim.chmod(0o644)
-    victim.write_bytes(victim.read_bytes()[:-1])  # truncated
+    if n < 64:
+        victim = sorted((ws.root / ".canon/cache/sha256").rglob("*"))[-1]
+        victim.chmod(0o644)
+        victim.write_bytes(victim.read_bytes()[:-1])  # truncated
+        name = victim.parent.name
+    else:  # a byte flipped inside a pack: one object of many is bad
+        from canon.stores.objects import ObjectStore
+
+        packed = ObjectStore(ws.root / ".canon/cache").packed()
+        assert len(packed) >= n
+        slot = packed[len(packed) // 2].slot
+        name = packed[len(packed) // 2].digest[7:9]
+        os.chmod(slot.pack, 0o644)
+        with open(slot.pack, "r+b") as f:
+            f.seek(slot.offset + slot.length - 1)
+            last = f.read(1)
+            f.seek(slot.offset + slot.length - 1)
+            f.write(bytes([last[0] ^ 0xFF]))
     found = ws.canon("cache", "verify")
-    assert found.returncode == 1 and "corrupt  sha256:" + victim.parent.name in found.stdout
+    assert found.returncode == 1 and "corrupt  sha256:" + name in found.stdout
+    assert found.stdout.count("corrupt  sha256:") == 1
     repaired = ok(ws.canon("cache", "verify", "--repair"))
     assert "(removed)" in repaired and "re-fetched 1 object(s)" in repaired
     assert ws.canon("cache", "verify").returncode == 0
@@ -259,24 +276,29 @@ def git(ws: Workspace, *args: str) -> None:
     subprocess.run(["git", *args], cwd=ws.root, check=True, capture_output=True)
 
 
-def test_gc_keeps_what_any_ref_references(ws: Workspace, tmp_path: Path) -> None:
+@pytest.mark.parametrize("n", [10, 100], ids=["loose", "packed"])
+def test_gc_keeps_what_any_ref_references(ws: Workspace, tmp_path: Path, n: int) -> None:
+    from canon.stores.objects import ObjectStore
+
     commit(ws, "base")
     git(ws, "checkout", "-q", "-b", "exp")  # v1 lives on only through this branch
-    declare(ws, {"url": str(tmp_path / "remote")}, n=10, salt="one")
+    declare(ws, {"url": str(tmp_path / "remote")}, n=n, salt="one")
     ok(ws.canon("apply"))
     ok(ws.canon("push"))
     commit(ws, "v1")
     git(ws, "checkout", "-q", "-")
-    declare(ws, {"url": str(tmp_path / "remote")}, n=10, salt="two")
+    declare(ws, {"url": str(tmp_path / "remote")}, n=n, salt="two")
     ok(ws.canon("apply"))
     ok(ws.canon("push"))
     commit(ws, "v2")
     git(ws, "tag", "v2")
-    from canon.stores.objects import ObjectStore
-
     junk = ObjectStore(ws.root / ".canon/cache").add_bytes(b"nothing references me")
-    objects = lambda: {p.parent.name + p.name for p in (ws.root / ".canon/cache/sha256").rglob("*")  # noqa: E731
-                       if p.is_file()}
+
+    def objects() -> set[str]:
+        loose = {p.parent.name + p.name for p in (ws.root / ".canon/cache/sha256").rglob("*")
+                 if p.is_file()}
+        return loose | {p.digest[7:] for p in ObjectStore(ws.root / ".canon/cache").packed()}
+
     everything = objects()
     dry = ok(ws.canon("gc", "--dry-run"))
     assert "would remove 1 object" in dry and objects() == everything
@@ -285,7 +307,9 @@ def test_gc_keeps_what_any_ref_references(ws: Workspace, tmp_path: Path) -> None
     assert ok(ws.canon("gc", "-r", "store", "--min-age", "0", "--dry-run")).startswith("would remove 0")
     git(ws, "branch", "-D", "exp")  # v1 is now unreachable
     gone = ok(ws.canon("gc"))
-    assert "removed 12 object" in gone  # v1's 10 files, big.bin and manifest
+    assert f"removed {n + 2} object" in gone  # v1's n files, big.bin and manifest
+    assert len(objects()) == len(everything) - 1 - (n + 2)
+    assert ws.canon("cache", "verify").returncode == 0
     assert "1 run-cache entr" in gone
     packs_before = {p.name for p in (tmp_path / "remote/packs").iterdir()}
     ok(ws.canon("gc", "-r", "store", "--min-age", "0"))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import canon.digest as digest_mod
+import canon.stores.fsops as fsops
 import canon.stores.objects as objects_mod
 from canon.digest import Digest, hash_bytes, hex_of
 from canon.errors import IntegrityError, PathError, StateError
@@ -279,7 +280,7 @@ def test_restore_replaces_whatever_was_there(
 def test_restore_without_renameat2_still_swaps(
     store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(objects_mod, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(fsops, "exchange", lambda a, b: False)
     make_tree(tmp_path / "ws" / "data", {"x": b"x"})
     d = store.add_tree(tmp_path / "ws" / "data", snapshot(tmp_path / "ws", "data"))
     make_tree(tmp_path / "dest", {"old": b"old"})
@@ -375,11 +376,15 @@ def test_kill_before_rename_leaves_no_partial_object(store: ObjectStore, tmp_pat
     assert list(store.tmp.iterdir()) == []
 
 
+MANY = {**FILES, **{f"many/{i:03d}.txt": f"row {i}\n".encode() for i in range(100)}}
+
+
+@pytest.mark.parametrize("files", [FILES, MANY], ids=["loose", "packed"])
 @pytest.mark.parametrize("point", ["objects.tree_before_rename", "objects.tree_before_manifest"])
 def test_kill_during_add_tree_never_shows_the_manifest_early(
-    store: ObjectStore, tmp_path: Path, point: str
+    store: ObjectStore, tmp_path: Path, point: str, files: dict[str, bytes]
 ) -> None:
-    make_tree(tmp_path / "ws" / "data")
+    make_tree(tmp_path / "ws" / "data", files)
     manifest = snapshot(tmp_path / "ws", "data")
     mpath = tmp_path / "manifest"
     mpath.write_bytes(manifest.to_bytes())
@@ -391,6 +396,7 @@ def test_kill_during_add_tree_never_shows_the_manifest_early(
     assert all(
         store.verify(Digest("sha256:" + p.parent.name + p.name)) for p in visible_objects(store)
     )
+    assert all(store.verify(p.digest) for p in store.packed())
     done = run_add(store, "tree", str(tmp_path / "ws" / "data"), str(mpath))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == manifest.digest

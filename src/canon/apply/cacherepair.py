@@ -53,12 +53,8 @@ def run_verify(
         result = VerifyResult(scan_cache(store))
         if not repair:
             return result
-        for d in result.report.corrupt:
-            with contextlib.suppress(FileNotFoundError):
-                path = store.path_of(d)
-                os.chmod(path, 0o644)
-                path.unlink()
-            result.removed.append(d)
+        store.drop(result.report.corrupt)  # loose files unlinked, packs rewritten without them
+        result.removed.extend(result.report.corrupt)
         for stray in result.report.strays:
             with contextlib.suppress(OSError):
                 if os.path.isdir(stray) and not os.path.islink(stray):

@@ -144,6 +144,18 @@ def _gc_local(
         if not dry_run:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+    packed_doomed: list[Digest] = []
+    for p in store.packed():
+        if p.digest in keep:
+            result.kept += 1
+        elif min_age and p.mtime > cutoff:
+            result.young += 1
+        else:
+            result.removed.append(p.digest)
+            result.size += p.slot.length
+            packed_doomed.append(p.digest)
+    if packed_doomed and not dry_run:
+        store.drop(packed_doomed)  # packs rewritten with their live objects only
     runs = root / STATE_DIR / "runs"
     gone = set(result.removed)
     for entry in sorted(runs.glob("*/*.json")) if runs.is_dir() else []:

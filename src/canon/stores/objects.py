@@ -29,7 +29,6 @@ where the filesystem has them.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import hashlib
@@ -56,12 +55,21 @@ from canon.digest import (
 )
 from canon.errors import IntegrityError, PathError, StateError
 from canon.stores.atomic import fsync_dir
+from canon.stores.fsops import discard, remove, rmdirs, swap_in, syncfs, unlink, write_all
 from canon.stores.manifest import MODE_FILE, Manifest
+from canon.stores.packs import SMALL_OBJECT, PackEntry, PackIndex, plan_packs
+from canon.stores.packset import (
+    PACK_MIN_OBJECTS,
+    Packed,
+    PackSet,
+    PackWriter,
+    Slot,
+    StagedPack,
+    read_slot,
+)
 
 OBJECT_MODE = 0o444
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
-_RENAME_EXCHANGE = 2  # linux/fs.h, for renameat2
-_AT_FDCWD = -100
 # O_NONBLOCK: opening a FIFO put where a file was expected must not hang (no effect on files).
 _READ = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
 # O_RDWR, not O_WRONLY: after a reflink the clone is read back to be verified.
@@ -77,6 +85,7 @@ class ObjectStore:
         self.objects = root / "sha256"
         self.tmp = root / "tmp"
         self._prefix = str(self.objects) + "/"  # strings, not Paths: has() runs 10^5 times
+        self.packs = PackSet(root / "packs")
 
     def path_of(self, d: Digest) -> Path:
         """Where object ``d`` lives (``StateError`` if ``d`` is not a digest)."""
@@ -89,10 +98,36 @@ class ObjectStore:
     def has(self, d: Digest) -> bool:
         """True if object ``d`` is present (not re-hashed: see ``verify``); False for
         anything that is not a digest."""
-        try:
-            return is_digest(d) and stat.S_ISREG(os.stat(self._path(d)).st_mode)
-        except OSError:
+        if not is_digest(d):
             return False
+        try:
+            return stat.S_ISREG(os.stat(self._path(d)).st_mode)
+        except OSError:
+            return self.packs.locate(hex_of(d)) is not None
+
+    def _where(self, d: Digest) -> tuple[str, int, int]:
+        """Where to read object ``d``: its pack and slot, else its loose file
+        (offset -1; "missing" when that is absent too)."""
+        slot = self.packs.locate(hex_of(parse_digest(d)))
+        if slot is not None:
+            return slot
+        return self._path(d), -1, -1
+
+    def _absent(self, digests: Iterable[Digest]) -> list[Digest]:
+        """Which of ``digests`` are in neither a pack nor a loose file (packs first:
+        one dict lookup instead of a failed stat for each packed object)."""
+        locate = self.packs.locate
+        out = []
+        for d in digests:
+            if locate(hex_of(d)) is not None:
+                continue
+            try:
+                if stat.S_ISREG(os.stat(self._path(d)).st_mode):
+                    continue
+            except OSError:
+                pass
+            out.append(d)
+        return out
 
     def add_bytes(self, data: bytes) -> Digest:
         """Store ``data``; its digest."""
@@ -100,7 +135,7 @@ class ObjectStore:
         if not self.has(d):
 
             def fill(fd: int) -> Digest:
-                _write_all(fd, memoryview(data))
+                write_all(fd, memoryview(data))
                 return d
 
             self._publish(self._stage(fill)[0], d)
@@ -114,13 +149,13 @@ class ObjectStore:
             return parse_digest(expected)
         tmp, d = self._stage(lambda fd: _copy_hashing(_open_source(src), fd))
         if expected is not None and d != expected:
-            _unlink(tmp)
+            unlink(tmp)
             raise IntegrityError(
                 f"{src} hashes to {d}, not {expected}: it changed after canon looked at it",
                 hint=_CHANGED_HINT,
             )
         if self.has(d):
-            _unlink(tmp)
+            unlink(tmp)
         else:
             self._publish(tmp, d)
         return d
@@ -135,13 +170,13 @@ class ObjectStore:
             h = hashlib.sha256()
             for chunk in chunks:
                 h.update(chunk)
-                _write_all(fd, memoryview(chunk))
+                write_all(fd, memoryview(chunk))
                 size += len(chunk)
             return Digest(PREFIX + h.hexdigest())
 
         tmp, d = self._stage(fill)
         if self.has(d):
-            _unlink(tmp)
+            unlink(tmp)
         else:
             self._publish(tmp, d)
         return d, size
@@ -150,44 +185,80 @@ class ObjectStore:
         """Store every file of ``manifest`` (paths relative to ``src_dir``), in
         parallel, then the manifest itself, last; the tree's digest. Each file is
         checked against the manifest as it is copied (``IntegrityError`` naming
-        the path if it changed since the manifest was made)."""
-        todo: dict[Digest, tuple[str, int]] = {}
+        the path if it changed since the manifest was made). Many small files go
+        into pack files (``canon.stores.packset``), the rest into loose objects."""
         base = str(src_dir) + "/"
+        first: dict[Digest, tuple[str, int]] = {}
         for e in manifest:
-            if e.digest not in todo and not self.has(e.digest):
-                todo[e.digest] = (base + e.path, e.size)
+            first.setdefault(e.digest, (base + e.path, e.size))
+        todo = {d: first[d] for d in self._absent(first)}
         if todo:
+            small = [d for d, (_, size) in todo.items() if size <= SMALL_OBJECT]
+            if len(small) < PACK_MIN_OBJECTS:
+                small = []
+            loose = [d for d in todo if d not in set(small)] if small else list(todo)
             self.tmp.mkdir(parents=True, exist_ok=True)
-            jobs = [(src, str(self.tmp), d) for d, (src, _) in todo.items()]
-            results = run_on_cores(_store_chunk, jobs, [size for _, size in todo.values()])
-            temps = [(r[1], d) for (_, _, d), r in zip(jobs, results, strict=True) if r[0] == "ok"]
-            chunk_dirs = {os.path.dirname(t) for t, _ in temps}
-            bad = [(src, r) for (src, _, _), r in zip(jobs, results, strict=True) if r[0] != "ok"]
-            if bad:
-                for tmp, _ in temps:
-                    _unlink(tmp)
-                _rmdirs(chunk_dirs)
-                raise _store_error(bad[0][0], bad[0][1], len(bad))
-            _syncfs(self.tmp)  # every temp file's bytes durable, with one flush
+            staged = self._stage_packs(small, todo)
+            temps, chunk_dirs = self._stage_loose(loose, todo, staged)
+            syncfs(self.tmp)  # every temp file's and pack's bytes durable, with one flush
             failpoints.hit("objects.tree_before_rename")
-            made: set[str] = set()
-            for tmp, d in temps:
-                final = self._path(Digest(d))
-                shard = final[: final.rfind("/")]
-                if shard not in made:
-                    os.makedirs(shard, exist_ok=True)
-                    made.add(shard)
-                os.replace(tmp, final)
-            _syncfs(self.objects)  # the renames durable before the manifest names them
-            _rmdirs(chunk_dirs)
+            self.packs.publish(staged)
+            self._rename_all(temps)
+            syncfs(self.objects if temps else self.packs.root)  # renames durable first
+            rmdirs(chunk_dirs)
         failpoints.hit("objects.tree_before_manifest")
         return self.add_bytes(manifest.to_bytes())
+
+    def _stage_packs(
+        self, small: list[Digest], todo: dict[Digest, tuple[str, int]]
+    ) -> list[StagedPack]:
+        if not small:
+            return []
+        groups = plan_packs((d, todo[d][1]) for d in small)
+        jobs = [(str(self.tmp), [(todo[d][0], d) for d in g]) for g in groups]
+        results = run_on_cores(_pack_chunk, jobs, [sum(todo[d][1] for d in g) for g in groups])
+        staged = [StagedPack(r[1], _index_of(r)) for r in results if r[0] == "ok"]
+        bad = [r for r in results if r[0] != "ok"]
+        if bad:
+            for sp in staged:
+                unlink(sp.tmp)
+            raise _store_error(bad[0][1], (bad[0][0], bad[0][2]), len(bad))
+        return staged
+
+    def _stage_loose(
+        self, loose: list[Digest], todo: dict[Digest, tuple[str, int]], staged: list[StagedPack]
+    ) -> tuple[list[tuple[str, Digest]], set[str]]:
+        if not loose:
+            return [], set()
+        jobs = [(todo[d][0], str(self.tmp), d) for d in loose]
+        results = run_on_cores(_store_chunk, jobs, [todo[d][1] for d in loose])
+        pairs = list(zip(jobs, results, strict=True))
+        temps = [(r[1], Digest(d)) for (_, _, d), r in pairs if r[0] == "ok"]
+        chunk_dirs = {os.path.dirname(t) for t, _ in temps}
+        bad = [(src, r) for (src, _, _), r in pairs if r[0] != "ok"]
+        if bad:
+            for tmp in [t for t, _ in temps] + [sp.tmp for sp in staged]:
+                unlink(tmp)
+            rmdirs(chunk_dirs)
+            raise _store_error(bad[0][0], bad[0][1], len(bad))
+        return temps, chunk_dirs
+
+    def _rename_all(self, temps: Sequence[tuple[str, Digest]]) -> None:
+        made: set[str] = set()
+        for tmp, d in temps:
+            final = self._path(d)
+            shard = final[: final.rfind("/")]
+            if shard not in made:
+                os.makedirs(shard, exist_ok=True)
+                made.add(shard)
+            os.replace(tmp, final)
 
     def read_verified(self, d: Digest) -> bytes:
         """The bytes of object ``d``, re-hashed (``IntegrityError`` if they are not ``d``;
         ``StateError`` if the object is missing)."""
+        path, offset, length = self._where(d)
         try:
-            data = self.path_of(d).read_bytes()
+            data = Path(path).read_bytes() if offset < 0 else read_slot(Slot(path, offset, length))
         except FileNotFoundError as exc:
             raise _object_error(d, "missing") from exc
         except OSError as exc:
@@ -203,8 +274,13 @@ class ObjectStore:
 
     def verify(self, d: Digest) -> bool:
         """True if object ``d`` is present and its bytes hash to ``d``."""
+        if not is_digest(d):
+            return False
+        path, offset, length = self._where(d)
         try:
-            return is_digest(d) and hash_file(self._path(d)) == d
+            if offset >= 0:
+                return hash_bytes(read_slot(Slot(path, offset, length))) == d
+            return hash_file(path) == d
         except OSError:
             return False
 
@@ -221,7 +297,7 @@ class ObjectStore:
             tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=dest.parent))
             try:
                 self._fill(str(tmp), manifest)
-                _syncfs(tmp)  # one flush for the whole tree, before it becomes visible
+                syncfs(tmp)  # one flush for the whole tree, before it becomes visible
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
@@ -229,22 +305,22 @@ class ObjectStore:
             fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dest.parent)
             tmp = Path(name)
             try:
-                problem = _copy_object(self._path(d), fd, d)
+                problem = _copy_object(self._where(d), fd, d)
                 if problem is not None:
                     raise _object_error(d, problem)
                 os.fchmod(fd, mode)
                 os.fsync(fd)
             except BaseException:
-                _discard(fd, name)
+                discard(fd, name)
                 raise
             os.close(fd)
         failpoints.hit("objects.restore_before_swap")
-        _swap_in(tmp, dest)
+        swap_in(tmp, dest)
 
     def _fill(self, top: str, manifest: Manifest) -> None:
         for sub in sorted({f"{top}/{e.path}".rsplit("/", 1)[0] for e in manifest}):
             os.makedirs(sub, exist_ok=True)
-        jobs = [(self._path(e.digest), f"{top}/{e.path}", e.digest, e.mode) for e in manifest]
+        jobs = [(self._where(e.digest), f"{top}/{e.path}", e.digest, e.mode) for e in manifest]
         results = run_on_cores(_restore_chunk, jobs, [e.size for e in manifest])
         for (_, _, d, _), problem in zip(jobs, results, strict=True):
             if problem is not None:
@@ -263,17 +339,17 @@ class ObjectStore:
 
             def write(chunk: bytes) -> None:
                 h.update(chunk)
-                _write_all(fd, memoryview(chunk))
+                write_all(fd, memoryview(chunk))
 
             fill(write)
             return Digest(PREFIX + h.hexdigest())
 
         tmp, d = self._stage(stage)
         if d != want:
-            _unlink(tmp)
+            unlink(tmp)
             raise _object_error(want, f"corrupt:{d}")
         if self.has(d):
-            _unlink(tmp)
+            unlink(tmp)
         else:
             self._publish(tmp, d)
 
@@ -293,6 +369,20 @@ class ObjectStore:
         if not todo:
             return bad
         self.tmp.mkdir(parents=True, exist_ok=True)
+        if len(todo) >= PACK_MIN_OBJECTS:
+            writer = PackWriter(str(self.tmp))
+            try:
+                for d, data in todo:
+                    writer.add(d, data)
+                staged = writer.finish()
+            except BaseException:
+                writer.abandon()
+                raise
+            syncfs(self.tmp)
+            failpoints.hit("objects.many_before_rename")
+            self.packs.publish([staged])
+            syncfs(self.packs.root)
+            return bad
         chunk_dir = tempfile.mkdtemp(prefix="chunk-", dir=self.tmp)
         temps: list[tuple[str, Digest]] = []
         try:
@@ -300,21 +390,14 @@ class ObjectStore:
                 tmp = f"{chunk_dir}/{i}"
                 fd = os.open(tmp, _CREATE, OBJECT_MODE)
                 try:
-                    _write_all(fd, memoryview(data))
+                    write_all(fd, memoryview(data))
                 finally:
                     os.close(fd)
                 temps.append((tmp, d))
-            _syncfs(self.tmp)
+            syncfs(self.tmp)
             failpoints.hit("objects.many_before_rename")
-            made: set[str] = set()
-            for tmp, d in temps:
-                final = self._path(d)
-                shard = final[: final.rfind("/")]
-                if shard not in made:
-                    os.makedirs(shard, exist_ok=True)
-                    made.add(shard)
-                os.replace(tmp, final)
-            _syncfs(self.objects)
+            self._rename_all(temps)
+            syncfs(self.objects)
         finally:
             shutil.rmtree(chunk_dir, ignore_errors=True)
         return bad
@@ -328,9 +411,26 @@ class ObjectStore:
             for e in it:
                 with contextlib.suppress(OSError):
                     if e.stat(follow_symlinks=False).st_mtime < cutoff:
-                        _remove(Path(e.path))
+                        remove(Path(e.path))
                         n += 1
-        return n
+        return n + self.packs.prune_orphans(older_than_s)
+
+    def packed(self) -> list[Packed]:
+        """Every object held in a pack (for verification and garbage collection)."""
+        return self.packs.entries()
+
+    def drop(self, digests: Iterable[Digest]) -> int:
+        """Remove objects ``digests`` wherever they are (loose files unlinked, packs
+        rewritten without them); bytes freed."""
+        doomed = {hex_of(d) for d in digests if is_digest(d)}
+        freed = 0
+        for h in doomed:
+            path = self._path(Digest(PREFIX + h))
+            with contextlib.suppress(OSError):
+                freed += os.stat(path).st_size
+                os.chmod(path, 0o644)
+                os.unlink(path)
+        return freed + self.packs.drop(doomed, self.tmp)
 
     def _stage(self, fill: Callable[[int], Digest]) -> tuple[str, Digest]:
         """A durable, read-only temp file written by ``fill(fd)``, and its digest."""
@@ -341,7 +441,7 @@ class ObjectStore:
             os.fsync(fd)
             os.fchmod(fd, OBJECT_MODE)
         except BaseException:
-            _discard(fd, tmp)
+            discard(fd, tmp)
             raise
         os.close(fd)
         return tmp, d
@@ -354,7 +454,7 @@ class ObjectStore:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
         except BaseException:
-            _unlink(tmp)
+            unlink(tmp)
             raise
         fsync_dir(final.parent)
 
@@ -381,22 +481,24 @@ def _store_chunk(jobs: Sequence[tuple[str, str, str]]) -> list[tuple[str, str]]:
             os.close(fd)
         except (PathError, OSError) as exc:
             if fd >= 0:
-                _discard(fd, tmp)
+                discard(fd, tmp)
             why = exc.message if isinstance(exc, PathError) else f"{src}: {exc.strerror}"
             out.append(("error", why))
             continue
         if got != want:
-            _unlink(tmp)
+            unlink(tmp)
             out.append(("changed", got))
         else:
             out.append(("ok", tmp))
     if chunk_dir is not None and not any(r[0] == "ok" for r in out):
-        _rmdirs({chunk_dir})
+        rmdirs({chunk_dir})
     return out
 
 
-def _restore_chunk(jobs: Sequence[tuple[str, str, str, int]]) -> list[str | None]:
-    """Copy each ``(object, dest, digest, mode)`` verified; per job ``None`` or a problem."""
+def _restore_chunk(
+    jobs: Sequence[tuple[tuple[str, int, int], str, str, int]],
+) -> list[str | None]:
+    """Copy each ``(where, dest, digest, mode)`` verified; per job ``None`` or a problem."""
     out: list[str | None] = []
     for obj, dest, want, mode in jobs:
         try:
@@ -447,23 +549,86 @@ def _copy_hashing(src_fd: int, dst_fd: int) -> Digest:
         buf, view = read_buffer()
         while n := os.readv(src_fd, [buf]):
             h.update(view[:n])
-            _write_all(dst_fd, view[:n])
+            write_all(dst_fd, view[:n])
         return Digest(PREFIX + h.hexdigest())
     finally:
         os.close(src_fd)
 
 
-def _copy_object(obj: str, dst_fd: int, want: str) -> str | None:
-    """Copy object file ``obj`` into ``dst_fd``, verifying it is ``want``; a problem
-    ("missing", "corrupt:<actual>", an OS error) or ``None``."""
+def _copy_object(where: tuple[str, int, int], dst_fd: int, want: str) -> str | None:
+    """Copy the object at ``where`` (a loose file, or a pack slot) into ``dst_fd``,
+    verifying it is ``want``; a problem ("missing", "corrupt:<actual>", an OS
+    error) or ``None``."""
+    path, offset, length = where
     try:
-        src_fd = os.open(obj, _READ)
+        if offset >= 0:
+            data = read_slot(Slot(path, offset, length))
+            write_all(dst_fd, memoryview(data))
+            got = hash_bytes(data)
+            return None if got == want else f"corrupt:{got}"
+        src_fd = os.open(path, _READ)
     except FileNotFoundError:
         return "missing"
     except OSError as exc:
         return f"cannot read it: {exc.strerror}"
     got = _copy_hashing(src_fd, dst_fd)
     return None if got == want else f"corrupt:{got}"
+
+
+def _pack_chunk(
+    jobs: Sequence[tuple[str, Sequence[tuple[str, str]]]],
+) -> list[tuple[str, str, str, int, list[tuple[str, int, int]]]]:
+    """Write each job's files ``(src, digest)`` into one new temp pack under the job's
+    temp dir, checking each against its digest as it is read. Per job
+    ``("ok", tmp, pack_hex, size, entries)``, or ``(problem, src, detail, 0, [])``
+    with the temp pack removed."""
+    out: list[tuple[str, str, str, int, list[tuple[str, int, int]]]] = []
+    for tmp_dir, files in jobs:
+        writer = PackWriter(tmp_dir)
+        problem: tuple[str, str, str] | None = None
+        try:
+            for src, want in files:
+                try:
+                    fd = _open_source(Path(src))
+                    try:
+                        data = _read_all(fd)
+                    finally:
+                        os.close(fd)
+                except (PathError, OSError) as exc:
+                    why = exc.message if isinstance(exc, PathError) else f"{src}: {exc.strerror}"
+                    problem = ("error", src, why)
+                    break
+                got = hash_bytes(data)
+                if got != want:
+                    problem = ("changed", src, got)
+                    break
+                writer.add(Digest(want), data)
+        except BaseException:
+            writer.abandon()
+            raise
+        if problem is not None:
+            writer.abandon()
+            out.append((*problem, 0, []))
+            continue
+        staged = writer.finish()
+        idx = staged.pack_index
+        entries = [(hex_of(e.digest), e.offset, e.length) for e in idx.entries]
+        out.append(("ok", staged.tmp, idx.pack, idx.size, entries))
+    return out
+
+
+def _index_of(result: tuple[str, str, str, int, list[tuple[str, int, int]]]) -> PackIndex:
+    _, _, pack, size, entries = result
+    return PackIndex(pack, size, tuple(PackEntry(Digest(PREFIX + h), o, n) for h, o, n in entries))
+
+
+def _read_all(fd: int) -> bytes:
+    """Everything readable from ``fd`` (a small file: one read, then one for EOF)."""
+    size = os.fstat(fd).st_size
+    parts = [os.read(fd, max(size, 1) + 1)]
+    while parts[-1]:
+        parts.append(os.read(fd, 1 << 20))
+    return b"".join(parts)
 
 
 def _open_source(src: Path) -> int:
@@ -478,88 +643,6 @@ def _open_source(src: Path) -> int:
         os.close(fd)
         raise PathError(f"{src} is not a regular file")
     return fd
-
-
-def _write_all(fd: int, view: memoryview) -> None:
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-# -- filesystem primitives -------------------------------------------------------------
-
-
-_libc = ctypes.CDLL(None, use_errno=True)  # syncfs, renameat2: not in the os module
-
-
-def _syncfs(path: Path) -> None:
-    """Flush the filesystem holding ``path`` (``os.sync()`` if syncfs is missing)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fn = getattr(_libc, "syncfs", None)
-        if fn is None or fn(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap ``a`` and ``b`` (Linux renameat2); False if unsupported."""
-    fn = getattr(_libc, "renameat2", None)
-    if fn is None:
-        return False
-    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def _swap_in(tmp: Path, dest: Path) -> None:
-    """Put ``tmp`` at ``dest`` in one step and delete what was there."""
-    try:
-        old = os.lstat(dest)
-    except FileNotFoundError:
-        old = None
-    try:
-        if old is None or (not stat.S_ISDIR(old.st_mode) and not tmp.is_dir()):
-            os.replace(tmp, dest)  # atomic for file over file (or over nothing)
-        elif _exchange(tmp, dest):  # tmp now holds the old content
-            _remove(tmp)
-        else:  # no renameat2: move the old aside first; dest is briefly absent, never mixed
-            trash = dest.with_name(f".{dest.name}.canon-old-{os.getpid()}-{time.monotonic_ns()}")
-            os.rename(dest, trash)
-            os.rename(tmp, dest)
-            _remove(trash)
-        fsync_dir(dest.parent)
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink()
-
-
-def _rmdirs(paths: set[str]) -> None:
-    for p in paths:
-        with contextlib.suppress(OSError):
-            os.rmdir(p)
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-
-
-def _discard(fd: int, path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)
-    _unlink(path)
 
 
 # -- errors ---------------------------------------------------------------------------
