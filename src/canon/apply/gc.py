@@ -24,6 +24,16 @@ Decisions:
   ``--min-age`` is deleted.
 - **Nothing on doubt.** A Git failure, or a lock in history that does not
   parse, stops gc before it deletes anything.
+- **Images** (local gc only: ``.canon/images``). Roots: every image any of
+  those locks records (its manifest and the image it was built on) and every
+  tag in the layout's ``index.json`` (``canon pull-image`` tags without a
+  lock); kept is what they reach (index -> manifests -> config and layers).
+  ``canon build`` holds the repo lock, but ``pull-image`` writes blobs before
+  it tags them without it, so unreferenced blobs younger than ``--min-age``
+  (default ``IMAGE_MIN_AGE``, one hour) are kept, the tags are read again
+  just before deleting, and temp files of interrupted writes go after an
+  hour. A corrupt manifest stops gc before it deletes anything (its layers
+  could not be known).
 """
 
 from __future__ import annotations
@@ -40,12 +50,14 @@ from canon.apply.sync import STATE_DIR, choose_remote
 from canon.apply.transfer import Transfer
 from canon.declare.memo import load_project_memoised
 from canon.digest import Digest
-from canon.errors import RemoteMissingError, StateError
+from canon.errors import CanonError, RemoteMissingError, StateError
 from canon.events import Emit, Notice
 from canon.observe.cache import list_objects
 from canon.stores.lockfile import parse_lock, read_lock
 from canon.stores.lockhistory import lock_versions
 from canon.stores.objects import ObjectStore
+from canon.stores.oci.layout import ImageLayout
+from canon.stores.records import Lock
 from canon.stores.references import Root, all_roots, expand
 from canon.stores.remotes import open_remote
 from canon.stores.remotes.catalog import Catalog, record_dir_for
@@ -53,6 +65,9 @@ from canon.stores.remotes.protocol import PACKS, Remote, index_key, pack_key
 from canon.stores.repolock import RepoLock
 
 REMOTE_MIN_AGE = 3600.0
+IMAGE_MIN_AGE = 3600.0
+TEMP_MIN_AGE = 3600.0
+IMAGES_DIR = "images"  # under .canon (apply.images.IMAGES_DIR)
 
 
 @dataclass
@@ -65,24 +80,53 @@ class GcResult:
     runs_dropped: int = 0
     mixed_packs: int = 0  # packs kept for their live objects while holding dead ones
     young: int = 0  # garbage kept because it is younger than min_age
+    images: ImageGcResult | None = None  # .canon/images (local gc only)
 
 
-def referenced_roots(root: Path) -> list[Root]:
-    """Every root of every lock Git or the working tree knows (deduplicated)."""
-    roots: dict[Digest, Root] = {}
+@dataclass
+class ImageGcResult:
+    where: str
+    kept: int = 0  # blobs an image a lock records or a tag names reaches
+    removed: list[str] = field(default_factory=list)  # blob digests
+    size: int = 0
+    young: int = 0  # unreferenced blobs younger than the grace period
+    temp: int = 0  # temp files of interrupted writes removed
+
+
+def _locks(root: Path) -> list[Lock]:
+    """Every lock Git (all commits of all refs, the index) or the working tree knows."""
+    locks: list[Lock] = []
     for i, blob in enumerate(lock_versions(root)):
         try:
-            lock = parse_lock(blob, source=f"canon.lock (version {i + 1} in Git history)")
+            locks.append(parse_lock(blob, source=f"canon.lock (version {i + 1} in Git history)"))
         except StateError as exc:
             raise StateError(
                 f"gc stopped before deleting anything: {exc.message}",
                 hint="fix or remove that commit's canon.lock, then run gc again",
             ) from exc
+    locks.append(read_lock(root))
+    return locks
+
+
+def referenced_roots(root: Path, locks: Sequence[Lock] | None = None) -> list[Root]:
+    """Every root of every lock Git or the working tree knows (deduplicated)."""
+    roots: dict[Digest, Root] = {}
+    for lock in _locks(root) if locks is None else locks:
         for r in all_roots(lock):
             roots.setdefault(r.digest, r)
-    for r in all_roots(read_lock(root)):
-        roots.setdefault(r.digest, r)
     return list(roots.values())
+
+
+def referenced_images(locks: Sequence[Lock]) -> set[Digest]:
+    """The manifests the locks record, and the images those were built on."""
+    found: set[Digest] = set()
+    for lock in locks:
+        for state in lock.profiles.values():
+            for record in state.images.values():
+                found.add(record.digest)
+                if record.base is not None:
+                    found.add(record.base)
+    return found
 
 
 def run_gc(
@@ -98,9 +142,15 @@ def run_gc(
     store = ObjectStore(root / STATE_DIR / "cache")
     with RepoLock(root / STATE_DIR / "apply.lock") as lock:
         lock.acquire(argv)
-        roots = referenced_roots(root)
+        locks = _locks(root)
+        roots = referenced_roots(root, locks)
         if remote is None:
-            return _gc_local(root, store, roots, dry_run, min_age or 0.0, emit)
+            layout = ImageLayout(root / STATE_DIR / IMAGES_DIR)
+            image_age = IMAGE_MIN_AGE if min_age is None else min_age
+            keep_images = _image_keep_set(layout, referenced_images(locks))  # before any delete
+            result = _gc_local(root, store, roots, dry_run, min_age or 0.0, emit)
+            result.images = _gc_images(layout, keep_images, dry_run, image_age)
+            return result
         project = load_project_memoised(root, profile=profile)
         rem = open_remote(choose_remote(project, remote), root)
         age = REMOTE_MIN_AGE if min_age is None else min_age
@@ -166,6 +216,48 @@ def _gc_local(
                 entry.unlink(missing_ok=True)
     if not dry_run:
         store.prune_temp(older_than_s=max(min_age, 3600.0))
+    return result
+
+
+def _image_keep_set(layout: ImageLayout, recorded: set[Digest]) -> set[Digest]:
+    tagged = {d.digest for d in layout.manifests()}
+    try:
+        return layout.reachable(recorded | tagged)
+    except CanonError as exc:
+        raise StateError(
+            f"gc stopped before deleting anything: {exc.message}",
+            hint=f"delete that blob from {layout.blobs} and build or pull the image again "
+            "(`canon build -f`, `canon pull-image`), then run gc again",
+        ) from exc
+
+
+def _gc_images(
+    layout: ImageLayout, keep: set[Digest], dry_run: bool, min_age: float
+) -> ImageGcResult:
+    result = ImageGcResult(str(layout.root))
+    now = time.time()
+    doomed: dict[Digest, int] = {}
+    for blob in layout.stored():
+        if blob.digest is None:
+            if blob.path.name.startswith(".tmp-") and now - blob.mtime > TEMP_MIN_AGE:
+                result.temp += 1
+                if not dry_run:
+                    blob.path.unlink(missing_ok=True)
+        elif blob.digest in keep:
+            result.kept += 1
+        elif now - blob.mtime < min_age:
+            result.young += 1
+        else:
+            doomed[blob.digest] = blob.size
+    if doomed and not dry_run:
+        # a tag written meanwhile (pull-image) keeps what it reaches
+        still = _image_keep_set(layout, set()) & doomed.keys()
+        result.kept += len(still)
+        doomed = {d: size for d, size in doomed.items() if d not in still}
+        for digest in doomed:
+            layout.remove_blob(digest)
+    result.removed = sorted(doomed)
+    result.size = sum(doomed.values())
     return result
 
 

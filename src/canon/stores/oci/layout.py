@@ -24,7 +24,8 @@ import fcntl
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -33,11 +34,16 @@ from canon.digest import BUFFER_SIZE, Digest, digest_of_hex, hex_of, is_digest
 from canon.errors import ImageError, IntegrityError
 from canon.stores.atomic import atomic_write, fsync_dir
 from canon.stores.oci.spec import (
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    MAX_DOCUMENT,
     REF_NAME,
     Descriptor,
     canonical_json,
     index_bytes,
+    media_type_of,
     parse_index,
+    parse_manifest,
 )
 
 LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
@@ -86,6 +92,16 @@ class BlobWriter:
             self.file.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """A file under ``blobs/sha256``: a blob (``digest``) or a write's temp file (None)."""
+
+    digest: Digest | None
+    path: Path
+    size: int
+    mtime: float
 
 
 class ImageLayout:
@@ -163,6 +179,61 @@ class ImageLayout:
                 f"blob {digest} in {self.root} is corrupt ({length} bytes, sha256:{hexdigest})",
                 hint="delete it and build or pull the image again",
             )
+
+    def stored(self) -> Iterator[StoredBlob]:
+        """Every file in ``blobs/sha256``, without reading it (for garbage collection)."""
+        try:
+            it = os.scandir(self.blobs)
+        except FileNotFoundError:
+            return
+        with it:
+            for e in it:
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                digest = "sha256:" + e.name
+                yield StoredBlob(
+                    Digest(digest) if is_digest(digest) else None,
+                    Path(e.path),
+                    st.st_size,
+                    st.st_mtime,
+                )
+
+    def reachable(self, roots: Iterable[Digest]) -> set[Digest]:
+        """The stored blobs ``roots`` name: each stored root, and through every manifest
+        among them its config and layers, through every index its manifests.
+
+        Verified reads: a corrupt manifest or index raises (``IntegrityError``)
+        rather than hide what it references."""
+        seen: set[Digest] = set()
+        todo = [d for d in roots if is_digest(d)]
+        while todo:
+            digest = todo.pop()
+            if digest in seen or not self.has_blob(digest):
+                continue
+            seen.add(digest)
+            if self.blob_path(digest).stat().st_size > MAX_DOCUMENT:
+                continue  # a layer named as a root: nothing inside to follow
+            data = self.read_bytes(digest)
+            try:
+                media_type = media_type_of(data)
+                if media_type in INDEX_TYPES:
+                    todo += [d.digest for d in parse_index(data, f"index {digest}")]
+                elif media_type in MANIFEST_TYPES:
+                    manifest = parse_manifest(data, f"manifest {digest}")
+                    seen.update(
+                        d.digest
+                        for d in (manifest.config, *manifest.layers)
+                        if self.has_blob(d.digest)
+                    )
+            except ImageError:
+                continue  # not a manifest or index (a config or a small layer): a leaf
+        return seen
+
+    def remove_blob(self, digest: Digest) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.blob_path(digest).unlink()
 
     def put_descriptor_bytes(self, descriptor: Descriptor, data: bytes) -> None:
         if not self.has_blob(descriptor.digest, descriptor.size):

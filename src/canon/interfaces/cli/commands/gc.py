@@ -13,7 +13,8 @@ from canon.interfaces.cli.commands._common import print_json, profile_of, root_o
     "gc",
     help="Delete objects that no canon.lock in any commit reachable from any ref (branches, "
     "tags, refs/canon/*), the index or the working tree references. Local cache by default; "
-    "-r NAME collects on that remote instead. Run-cache entries whose outputs go are dropped.",
+    "-r NAME collects on that remote instead. Run-cache entries whose outputs go are dropped. "
+    "Locally, image blobs in .canon/images that no recorded image or tag reaches go too.",
 )
 @click.option("-n", "--dry-run", is_flag=True, help="Only say what would be deleted.")
 @click.option("-r", "--remote", default=None, metavar="NAME", help="Collect on this remote.")
@@ -22,7 +23,8 @@ from canon.interfaces.cli.commands._common import print_json, profile_of, root_o
     type=click.FloatRange(min=0),
     default=None,
     metavar="SECONDS",
-    help="Keep garbage younger than this (default: 0 locally, 3600 on a remote).",
+    help="Keep garbage younger than this (default: 0 for the local cache, 3600 on a remote "
+    "and for image blobs).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
@@ -57,6 +59,16 @@ def command(
                 "runs_dropped": result.runs_dropped,
                 "mixed_packs": result.mixed_packs,
                 "young": result.young,
+                "images": None
+                if result.images is None
+                else {
+                    "where": result.images.where,
+                    "kept": result.images.kept,
+                    "removed": result.images.removed,
+                    "size": result.images.size,
+                    "young": result.images.young,
+                    "temp": result.images.temp,
+                },
             }
         )
         return 0
@@ -69,4 +81,17 @@ def command(
         click.echo(f"{verb} {result.runs_dropped} run-cache entr(y/ies) whose outputs go")
     if result.young:
         click.echo(f"kept {result.young} unreferenced item(s) younger than --min-age")
+    images = result.images
+    if images is not None and (images.kept or images.removed or images.young or images.temp):
+        click.echo(
+            f"{verb} {len(images.removed):,} image blob(s), {human_size(images.size)} "
+            f"from {images.where}; kept {images.kept:,} referenced blob(s)"
+        )
+        if images.young:
+            click.echo(
+                f"kept {images.young} unreferenced image blob(s) younger than --min-age "
+                "(default 1 hour: `canon pull-image` may be writing them)"
+            )
+        if images.temp:
+            click.echo(f"{verb} {images.temp} temp file(s) of interrupted image writes")
     return 0
