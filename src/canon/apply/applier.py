@@ -25,10 +25,11 @@ from typing import Any
 
 from canon import failpoints
 from canon.apply.materialise import Mounts
+from canon.apply.outcomes import ApplyOptions, ApplyResult, StageOutcome
 from canon.apply.pinning import pin_dataset
 from canon.declare.project import DepKind, Project, StageSpec
 from canon.digest import Digest
-from canon.errors import CanonError, DataError, InterruptedError_, PathError
+from canon.errors import CanonError, DataError, InterruptedError_, PathError, StateError
 from canon.events import (
     ApplyFinished,
     ApplyStarted,
@@ -55,34 +56,8 @@ from canon.stores.records import (
     StageRecord,
 )
 
-
-@dataclass(frozen=True)
-class ApplyOptions:
-    jobs: int = 1
-    keep_going: bool = False
-    force: bool = False
-    # `canon reproduce`: every stage the plan runs really runs (no lock or run-cache
-    # restore, not even downstream of an identical output: early cut-off is off)
-    rerun: bool = False
-
-
-@dataclass(frozen=True)
-class StageOutcome:
-    name: str
-    status: str  # ran | restored | up-to-date | failed | skipped | not-run
-    duration: float = 0.0
-    exit_code: int | None = None
-    message: str = ""
-    key: str | None = None
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    ok: bool
-    outcomes: tuple[StageOutcome, ...]
-    pinned: tuple[str, ...] = ()
-    duration: float = 0.0
-    failed: tuple[str, ...] = field(default_factory=tuple)
+# the options and outcomes live in outcomes.py; callers import them from here too
+__all__ = ["Applier", "ApplyOptions", "ApplyResult", "StageOutcome"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +66,7 @@ class _Decision:
     key: Digest
     deps: Mapping[str, Digest]
     outs: Mapping[str, Content] = field(default_factory=dict)  # what RESTORE brings back
+    note: str | None = None  # why it does not do what the plan said (recorded in the ledger)
 
 
 @dataclass(frozen=True)
@@ -104,6 +80,7 @@ class _Done:
     outs: Mapping[str, Content] = field(default_factory=dict)
     exit_code: int | None = None
     message: str = ""
+    damaged: str | None = None  # the output a RESTORE could not restore from the cache
 
 
 def _remove(path: Path) -> None:
@@ -191,6 +168,10 @@ class Applier:
                     done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                     for fut in done:
                         name = running.pop(fut)
+                        again = self._rerun_if_damaged(fut, changes[name], pool)
+                        if again is not None:
+                            running[again] = name
+                            continue
                         outcome = self._finish(fut, apply_id)
                         outcomes[name] = outcome
                         if outcome.status == "failed" and not self.options.keep_going:
@@ -350,8 +331,54 @@ class Applier:
         for out in stage.outs:
             content = decision.outs[out]
             self._keep_if_unsaved(out, content)
-            self.ws.store.restore(content.digest, self._abs(out), is_dir=content.is_dir)
+            try:
+                self.ws.store.restore(content.digest, self._abs(out), is_dir=content.is_dir)
+            except StateError as exc:  # IntegrityError: corrupt; StateError: gone since _decide
+                # its inputs are all present (_decide hashed them): running it is the repair
+                return _Done(
+                    stage.name,
+                    decision,
+                    "failed",
+                    time.monotonic() - t0,
+                    message=f"cannot restore {out} from the cache: {exc.message}",
+                    damaged=out,
+                )
         return _Done(stage.name, decision, "restored", time.monotonic() - t0, decision.outs)
+
+    def _rerun_if_damaged(
+        self, fut: Future[_Done], change: Change, pool: ThreadPoolExecutor
+    ) -> Future[_Done] | None:
+        """A restore that met a damaged cache object runs the stage instead (main
+        thread: the datasets it reads are mounted first); None when it cannot."""
+        done = fut.result()
+        if done.damaged is None:
+            return None
+        stage = self.project.stages[done.name]
+        try:
+            self._mount(stage)
+        except CanonError:
+            return None  # fails with the restore's message
+        # the damaged objects go, so the run's outputs are stored afresh
+        self.ws.store.drop(self._damaged(done.decision.outs[done.damaged]))
+        note = f"ran instead of restoring: {done.message}"
+        self.emit(
+            Notice(
+                f"{stage.name}: {note}; it was removed from the cache "
+                "(`canon cache verify --repair` checks every object)"
+            )
+        )
+        self.emit(StageStarted(stage.name, Action.RUN.value, (f"CACHE_DAMAGED {done.damaged}",)))
+        decision = replace(done.decision, action=Action.RUN, note=note)
+        return pool.submit(self._work, stage, decision, change)
+
+    def _damaged(self, content: Content) -> list[Digest]:
+        """The objects of ``content`` that are missing or do not hash to their digest."""
+        store = self.ws.store
+        if not store.verify(content.digest):
+            return [content.digest]
+        if not content.is_dir:
+            return []
+        return [e.digest for e in store.manifest(content.digest) if not store.verify(e.digest)]
 
     def _keep_if_unsaved(self, out: str, replacing: Content | None) -> None:
         """Nothing is lost: an output edited by hand is saved to the cache (and
@@ -426,6 +453,7 @@ class Applier:
                 {},
                 done.duration,
                 done.exit_code,
+                done.decision.note,
             )
             self.emit(
                 StageFinished(done.name, "failed", done.duration, done.exit_code, done.message)
@@ -451,6 +479,7 @@ class Applier:
             {p: c.digest for p, c in done.outs.items()},
             done.duration,
             done.exit_code,
+            done.decision.note,
         )
         self.emit(
             StageFinished(
@@ -471,6 +500,7 @@ class Applier:
         outputs: Mapping[str, str],
         duration: float,
         exit_code: int | None,
+        reason: str | None = None,
     ) -> None:
         self.ledger.record_stage(
             apply_id,
@@ -481,6 +511,7 @@ class Applier:
             outputs=outputs,
             duration=duration,
             exit_code=exit_code,
+            reason=reason,
         )
 
     def _metrics(self, stage: StageSpec) -> dict[str, Any]:

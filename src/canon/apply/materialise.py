@@ -24,7 +24,7 @@ import stat
 from pathlib import Path
 
 from canon.declare.project import DATA_MOUNT, DatasetSpec
-from canon.errors import DataError
+from canon.errors import DataError, IntegrityError
 from canon.observe.content import ContentReader
 from canon.observe.workspace import Workspace
 from canon.stores.records import DatasetRecord, ProfileState
@@ -69,7 +69,16 @@ class Mounts:
         if not self.ws.store.has(pin.content.digest):
             self._refetch(ds, pin, state)
         _clear_for(self.top / ds.name, dest)
-        self.ws.store.restore(pin.content.digest, dest, is_dir=pin.content.is_dir)
+        try:
+            self.ws.store.restore(pin.content.digest, dest, is_dir=pin.content.is_dir)
+        except IntegrityError as exc:
+            # the message is what a failed stage shows: it carries what to do
+            raise IntegrityError(
+                f"data.{ds.name}: its pinned content in the cache is damaged ({exc.message}); "
+                "run `canon cache verify --repair` (re-fetches damaged objects from the "
+                "remote), or `canon pull`",
+                hint="`canon cache verify --repair`, then `canon apply` again",
+            ) from exc
         _read_only(dest)
         self._done.add(done)
         return True

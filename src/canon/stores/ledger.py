@@ -11,6 +11,7 @@ Nothing secret goes in: no environment values, only the command as declared.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -45,7 +46,8 @@ CREATE TABLE IF NOT EXISTS stage_runs (
     outputs TEXT NOT NULL,
     duration REAL NOT NULL,
     exit_code INTEGER,
-    recorded REAL NOT NULL
+    recorded REAL NOT NULL,
+    reason TEXT
 );
 CREATE INDEX IF NOT EXISTS stage_runs_by_stage ON stage_runs(stage, recorded);
 CREATE TABLE IF NOT EXISTS rollouts (
@@ -73,6 +75,11 @@ class Ledger:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(stage_runs)")}
+            if "reason" not in columns:  # a ledger written before stage runs had a reason
+                with contextlib.suppress(sqlite3.OperationalError), self._db:
+                    # another canon may add it first: "duplicate column name"
+                    self._db.execute("ALTER TABLE stage_runs ADD COLUMN reason TEXT")
         except sqlite3.DatabaseError as exc:
             raise StateError(
                 f"the ledger {path} cannot be opened: {exc}",
@@ -110,12 +117,15 @@ class Ledger:
         outputs: Mapping[str, str],
         duration: float,
         exit_code: int | None,
+        reason: str | None = None,
     ) -> None:
+        """``reason``: why the stage did something other than the plan said (e.g. it
+        ran because its cached output was damaged)."""
         failpoints.hit("ledger.before_append")
         with self._db:
             self._db.execute(
                 "INSERT INTO stage_runs(apply_id, stage, action, status, key, outputs, duration,"
-                " exit_code, recorded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " exit_code, recorded, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     apply_id,
                     stage,
@@ -126,6 +136,7 @@ class Ledger:
                     duration,
                     exit_code,
                     time.time(),
+                    reason,
                 ),
             )
 
@@ -147,7 +158,7 @@ class Ledger:
 
     def stage_runs(self, apply_id: int | None = None) -> list[dict[str, Any]]:
         query = (
-            "SELECT apply_id, stage, action, status, key, outputs, duration, exit_code"
+            "SELECT apply_id, stage, action, status, key, outputs, duration, exit_code, reason"
             " FROM stage_runs"
         )
         args: tuple[Any, ...] = ()

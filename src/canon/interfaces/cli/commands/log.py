@@ -37,4 +37,6 @@ def command(ctx: click.Context, limit: int, as_json: bool) -> int:
         for s in a["stages"]:
             key = (s["key"] or "")[7:19]
             click.echo(f"    {s['stage']:<20} {s['status']:<10} {s['duration']:7.2f}s  key {key}")
+            if s.get("reason"):
+                click.echo(f"      {s['reason']}")
     return 0
