@@ -1,4 +1,4 @@
-"""``canon backtest``: earlier commits' models, with their own code, on other time windows.
+"""``canon backtest``: earlier commits' models, with their own code, on other data.
 
 Each (model REV, window) pair is an experiment (``apply/experiments.py``)
 started from REV itself: REV's code, REV's params and REV's data pins, with
@@ -9,20 +9,40 @@ model is restored from the shared run cache, not retrained (it is REV's model,
 bit for bit); only the stages reading the window run. Results are recorded as
 experiments named ``bt-<rev>-<from>-<until>`` and returned as a models x
 windows matrix of one metric.
+
+``--data NAME[@REV]`` columns test on another pin of a dataset, or another
+dataset of the same shape (``apply/backtest_data.py``): the model stage's
+outputs are restored at REV and kept, the pin is swapped, and what reads the
+data re-runs; named ``bt-<rev>-<slot>-<digest>``. With both, the columns are
+every (data, window) pair. Each model's line says how it was obtained: from
+the cache, or rebuilt from its commit, and whether its commit recorded an
+image (one built before images existed did not).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
 
+from canon.apply.backtest_data import (
+    REBUILT,
+    RESTORED,
+    DataChoice,
+    choose_data,
+    model_stage_of,
+    slot_for,
+    swap_in,
+)
 from canon.apply.experiments import ExperimentSpec, run_experiment
 from canon.errors import CanonError
-from canon.events import Emit
+from canon.events import Emit, discard
 from canon.stores.exprefs import ExperimentError, ExperimentRefs, resolve_commit
+from canon.stores.lockfile import parse_lock
 
 _DATE = re.compile(r"^[0-9A-Za-z:+\-]{1,32}$")
 
@@ -49,34 +69,77 @@ def parse_window(text: str) -> Window:
 @dataclass(frozen=True)
 class Cell:
     model: str
-    window: str
+    window: str  # the column's label: a window, a --data choice, or both
     experiment: str
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    obtained: str = ""  # how the model was obtained (run cache / rebuilt from the commit)
 
 
 @dataclass(frozen=True)
 class Backtest:
     models: tuple[str, ...]
-    windows: tuple[str, ...]
+    windows: tuple[str, ...]  # column labels
     cells: tuple[Cell, ...]
+    images: dict[str, dict[str, str]] = field(default_factory=dict)  # model -> image digests
 
     def cell(self, model: str, window: str) -> Cell | None:
         return next((c for c in self.cells if c.model == model and c.window == window), None)
+
+    def obtained(self, model: str) -> str:
+        """How ``model`` was obtained, as the output says it."""
+        how = sorted({c.obtained for c in self.cells if c.model == model and c.obtained})
+        images = self.images.get(model) or {}
+        if images:
+            shown = ", ".join(f"{n} {d[:19]}" for n, d in sorted(images.items()))
+            return f"image {shown} recorded; model files {' / '.join(how) or 'not obtained'}"
+        return (
+            f"no image recorded (built before images existed): "
+            f"{' / '.join(how) or 'not obtained'}, with the commit's own code"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "models": list(self.models),
             "windows": list(self.windows),
             "cells": [c.__dict__ for c in self.cells],
+            "obtained": {m: self.obtained(m) for m in self.models},
         }
 
 
-def _name(commit: str, window: Window) -> str:
-    safe = "".join(
-        ch if ch.isalnum() or ch in "-" else "-" for ch in f"{window.start}-{window.end}"
-    )
-    return f"bt-{commit[:8]}-{safe}"
+@dataclass(frozen=True)
+class Column:
+    window: Window | None
+    data: DataChoice | None
+
+    @property
+    def label(self) -> str:
+        parts = [self.data.text if self.data else "", self.window.label if self.window else ""]
+        return " ".join(p for p in parts if p)
+
+
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in text)
+
+
+def _name(commit: str, column: Column, slot: str | None) -> str:
+    parts = [f"bt-{commit[:8]}"]
+    if column.data is not None:
+        digest = str(column.data.record.content.digest).removeprefix("sha256:")
+        parts.append(f"{_safe(slot or column.data.name)}-{digest[:8]}")
+    if column.window is not None:
+        parts.append(_safe(f"{column.window.start}-{column.window.end}"))
+    return "-".join(parts)[:100]
+
+
+def _obtained(info: dict[str, Any], model_stage: str) -> str:
+    bt = info.get("backtest")
+    if isinstance(bt, dict) and bt.get("model_from"):
+        return str(bt["model_from"])
+    status = (info.get("stages") or {}).get(model_stage)
+    if status is None:
+        return ""
+    return REBUILT if status == "ran" else RESTORED
 
 
 def backtest(
@@ -84,40 +147,82 @@ def backtest(
     models: Sequence[str],
     windows: Sequence[Window],
     *,
+    data: Sequence[str] = (),
     window_params: tuple[str, str],
     profile: str | None,
     emit: Emit,
     jobs: int = 1,
+    model_stage: str | None = None,
 ) -> Backtest:
-    if not models or not windows:
+    if not models or not (windows or data):
         raise ExperimentError(
-            "a back-test needs --model REV and --window START..END",
-            hint="e.g. canon backtest --model HEAD~2,HEAD --window 2014-01-01..2014-12-31",
+            "a back-test needs --model REV and --window START..END or --data NAME[@REV]",
+            hint="e.g. canon backtest --model HEAD~2,HEAD --data weather@HEAD "
+            "--window 2014-01-01..2014-12-31",
         )
+    from canon.declare.memo import load_project_memoised
+
+    # the lock keys pins by the profile's name: None means the project's default profile
+    named = load_project_memoised(root, profile=profile).profile
+    choices = [choose_data(root, d, named) for d in data]
+    data_axis: list[DataChoice | None] = [*choices] or [None]
+    window_axis: list[Window | None] = [*windows] or [None]
+    columns = [Column(w, d) for d in data_axis for w in window_axis]
     refs = ExperimentRefs(root)
     existing = set(refs.names())
-    work: list[tuple[str, Window, ExperimentSpec]] = []
+    work: list[tuple[str, Column, ExperimentSpec, Callable[[Path], Any] | None]] = []
+    images: dict[str, dict[str, str]] = {}
+    stage = model_stage or "train"
     for rev in models:
         commit = resolve_commit(root, rev)
-        if refs.show_file(commit, "canon.lock") is None:
+        raw = refs.show_file(commit, "canon.lock")
+        if raw is None:
             raise ExperimentError(
                 f"{rev} has no canon.lock: its model was never recorded",
                 hint="back-test commits whose canon.lock was committed after `canon apply`",
             )
-        for w in windows:
-            overrides = {window_params[0]: w.start, window_params[1]: w.end}
-            spec = ExperimentSpec(_name(commit, w), overrides, commit, profile, 1)
-            work.append((rev, w, spec))
+        state = parse_lock(raw, f"{rev}:canon.lock").state(named)
+        images[rev] = {n: str(i.digest) for n, i in state.images.items()}
+        if choices:
+            stage = model_stage_of(list(state.stages), model_stage, rev)
+        for column in columns:
+            overrides = (
+                {window_params[0]: column.window.start, window_params[1]: column.window.end}
+                if column.window
+                else {}
+            )
+            prepare = None
+            slot = None
+            if column.data is not None:
+                slot = slot_for(column.data, state.data, rev)
+                prepare = partial(
+                    swap_in,
+                    profile=profile,
+                    model_stage=stage,
+                    swaps={slot: column.data},
+                    emit=discard,
+                )
+            spec = ExperimentSpec(_name(commit, column, slot), overrides, commit, profile, 1)
+            work.append((rev, column, spec, prepare))
 
-    def one(item: tuple[str, Window, ExperimentSpec]) -> Cell:
-        rev, w, spec = item
+    def one(item: tuple[str, Column, ExperimentSpec, Callable[[Path], Any] | None]) -> Cell:
+        rev, column, spec, prepare = item
         try:
-            # recorded before (same commit, same window): reuse it
-            exp = refs.get(spec.name) if spec.name in existing else run_experiment(root, spec, emit)
-            return Cell(rev, w.label, spec.name, dict(exp.metrics))
+            # recorded before (same commit, same column): reuse it
+            if spec.name in existing:
+                exp = refs.get(spec.name)
+            else:
+                exp = run_experiment(root, spec, emit, prepare)
+            return Cell(
+                rev,
+                column.label,
+                spec.name,
+                dict(exp.metrics),
+                obtained=_obtained(dict(exp.info), stage),
+            )
         except CanonError as exc:
-            return Cell(rev, w.label, spec.name, {}, exc.message)
+            return Cell(rev, column.label, spec.name, {}, exc.message)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         cells = tuple(pool.map(one, work))
-    return Backtest(tuple(models), tuple(w.label for w in windows), cells)
+    return Backtest(tuple(models), tuple(c.label for c in columns), cells, images)

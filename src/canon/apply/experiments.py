@@ -23,7 +23,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,8 +189,17 @@ def read_metrics(tree: Path, paths: Sequence[str]) -> dict[str, Any]:
     return metrics
 
 
-def run_experiment(root: Path, spec: ExperimentSpec, emit: Emit) -> Experiment:
-    """Run one experiment and record it; returns the recorded experiment."""
+def run_experiment(
+    root: Path,
+    spec: ExperimentSpec,
+    emit: Emit,
+    prepare: Callable[[Path], Mapping[str, Any]] | None = None,
+) -> Experiment:
+    """Run one experiment and record it; returns the recorded experiment.
+
+    ``prepare(worktree)`` runs after the params are written and before the
+    pipeline (a back-test swaps dataset pins there); what it returns is added to
+    the recorded summary (provenance)."""
     from canon.apply.applier import ApplyOptions
     from canon.apply.session import load, run_apply
 
@@ -207,6 +216,7 @@ def run_experiment(root: Path, spec: ExperimentSpec, emit: Emit) -> Experiment:
     started = time.time()
     with worktree(root, commit, spec.name) as tree:
         prepare_params(tree, spec.profile, spec.overrides)
+        extra = dict(prepare(tree)) if prepare is not None else {}
         result = run_apply(
             tree,
             profile=spec.profile,
@@ -242,6 +252,7 @@ def run_experiment(root: Path, spec: ExperimentSpec, emit: Emit) -> Experiment:
             "duration": round(time.time() - started, 3),
             "stages": {o.name: o.status for o in result.outcomes},
             **lock_state,
+            **extra,
         }
         recorded = refs.record(spec.name, commit, files, summary, worktree=tree)
     emit(
@@ -271,7 +282,10 @@ def _lock_summary(tree: Path, profile: str) -> dict[str, Any]:
         state = read_lock(tree).state(profile)
     except CanonError:
         return {}
-    return {
+    summary: dict[str, Any] = {
         "datasets": {n: str(d.content.digest) for n, d in state.data.items()},
         "stage_keys": {n: str(s.key) for n, s in state.stages.items()},
     }
+    if state.images:  # the images the base commit's lock records (provenance)
+        summary["images"] = {n: str(i.digest) for n, i in state.images.items()}
+    return summary

@@ -13,7 +13,8 @@ from canon.interfaces.cli.commands._common import profile_of, root_of
 @click.command(
     "backtest",
     help="Evaluate the models of earlier commits (their own code, params and data pins) on "
-    "other time windows: a models x windows table, each cell recorded as an experiment.",
+    "other time windows or other data: a models x columns table, each cell recorded as an "
+    "experiment.",
 )
 @click.option(
     "--model",
@@ -27,9 +28,23 @@ from canon.interfaces.cli.commands._common import profile_of, root_of
     "--window",
     "windows",
     multiple=True,
-    required=True,
     metavar="START..END",
     help="A time window, e.g. 2014-01-01..2014-12-31 (repeat for more).",
+)
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    metavar="[SLOT=]NAME[@REV]",
+    help="Test on dataset NAME as REV's canon.lock pins it (no @REV: as pinned now), "
+    "in place of SLOT (default: NAME, or the only dataset). Repeat for more.",
+)
+@click.option(
+    "--model-stage",
+    default=None,
+    metavar="STAGE",
+    help="With --data: the stage whose outputs are the model, kept as the model's "
+    "commit made them [default: train].",
 )
 @click.option(
     "--window-params",
@@ -46,6 +61,8 @@ def command(
     ctx: click.Context,
     models: tuple[str, ...],
     windows: tuple[str, ...],
+    data: tuple[str, ...],
+    model_stage: str | None,
     window_params: str,
     metric: str | None,
     jobs: int | None,
@@ -62,6 +79,8 @@ def command(
         root_of(ctx),
         revs,
         [parse_window(w) for w in windows],
+        data=data,
+        model_stage=model_stage,
         window_params=(keys[0], keys[1]),
         profile=profile_of(ctx),
         emit=discard,
@@ -72,17 +91,20 @@ def command(
         return 0 if all(not c.error for c in result.cells) else 1
     name = metric or next((k for c in result.cells for k in c.metrics), "")
     width = max(len(r) for r in result.models) + 2
-    click.echo(f"{name or 'metric':<{width}}" + "".join(f"{w:>26}" for w in result.windows))
+    col = max(26, *(len(w) + 2 for w in result.windows))
+    click.echo(f"{name or 'metric':<{width}}" + "".join(f"{w:>{col}}" for w in result.windows))
     for rev in result.models:
         row = f"{rev:<{width}}"
         for w in result.windows:
             cell = result.cell(rev, w)
             value = "-" if cell is None else ("failed" if cell.error else cell.metrics.get(name))
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-            row += f"{shown:>26}"
+            row += f"{shown:>{col}}"
         click.echo(row)
+    for rev in result.models:
+        click.echo(f"model {rev}: {result.obtained(rev)}")
     for c in result.cells:
         if c.error:
             click.echo(f"{c.model} on {c.window}: {c.error}", err=True)
-    click.echo("recorded as experiments bt-<commit>-<window> (see `canon exp show`)")
+    click.echo("recorded as experiments bt-<commit>-... (see `canon exp show`)")
     return 0 if all(not c.error for c in result.cells) else 1
