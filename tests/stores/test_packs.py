@@ -98,3 +98,55 @@ def test_fetch_refuses_corrupt_and_reports_missing(tmp_path: Path) -> None:
     ghost = Root("ghost", hash_bytes(b"never pushed"), 12, False)
     with pytest.raises(RemoteMissingError, match="not on remote"):
         Transfer(dst, remote, tmp_path / "rec3", discard).fetch([ghost])
+
+
+def test_directory_push_builds_packs_in_worker_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import canon.apply.transfer as transfer_module
+    import canon.digest
+    import canon.stores.packs
+    from canon.stores.remotes.local import LocalRemote
+
+    monkeypatch.setattr(canon.stores.packs, "PACK_TARGET", 300)  # ~3 objects a pack
+    monkeypatch.setattr(canon.digest, "PARALLEL_MIN_WORK_NS", 0)  # small work still forks
+    calls: list[int] = []
+    real = transfer_module.run_on_cores
+
+    def spy(fn, items, weights=None):  # type: ignore[no-untyped-def]
+        calls.append(len(items))
+        return real(fn, items, weights)
+
+    monkeypatch.setattr(transfer_module, "run_on_cores", spy)
+    src = ObjectStore(tmp_path / "a")
+    roots = roots_for(src, [f"blob {i}".encode() * 15 for i in range(40)])
+    remote = LocalRemote(tmp_path / "remote")
+    result = Transfer(src, remote, tmp_path / "rec", discard, jobs=4).push(roots)
+    assert result.objects == 40 and len(calls) == 1 and calls[0] > 5
+    listing = remote.list("packs/")
+    indexes = [k for k in listing if k.endswith(".idx")]
+    assert len(indexes) == calls[0] and len(listing) == 2 * len(indexes)
+    for key in indexes:
+        name = key[len("packs/") : -len(".idx")]
+        pack = remote.get_bytes(f"packs/{name}.pack")
+        assert hash_bytes(pack) == "sha256:" + name
+        PackIndex.parse(remote.get_bytes(key), name)
+    dst = ObjectStore(tmp_path / "b")
+    Transfer(dst, remote, tmp_path / "rec-b", discard).fetch(roots)
+    assert all(dst.read_verified(r.digest) for r in roots)
+
+    bad_store = ObjectStore(tmp_path / "c")
+    bad_roots = roots_for(bad_store, [f"other {i}".encode() * 15 for i in range(40)])
+    victim = bad_store.path_of(bad_roots[17].digest)
+    victim.chmod(0o644)
+    victim.write_bytes(b"not what it was")
+    other = LocalRemote(tmp_path / "remote-2")
+    with pytest.raises(IntegrityError, match="corrupt"):  # raised in a worker, typed here
+        Transfer(bad_store, other, tmp_path / "rec-c", discard, jobs=4).push(bad_roots)
+    named = {
+        e.digest
+        for k in other.list("packs/")
+        if k.endswith(".idx")
+        for e in PackIndex.parse(other.get_bytes(k), k[len("packs/") : -len(".idx")]).entries
+    }
+    assert bad_roots[17].digest not in named  # a bad object never reaches the remote

@@ -37,7 +37,7 @@ from functools import partial
 from pathlib import Path
 
 from canon import failpoints
-from canon.digest import Digest
+from canon.digest import Digest, run_on_cores
 from canon.errors import CanonError, IntegrityError, RemoteMissingError, StateError
 from canon.events import Emit, Notice, TransferFinished, TransferProgress, TransferStarted
 from canon.stores.manifest import Manifest
@@ -51,6 +51,7 @@ from canon.stores.packs import (
     read_windows,
 )
 from canon.stores.references import Root, expand
+from canon.stores.remotes import shareable
 from canon.stores.remotes.catalog import Catalog, Location
 from canon.stores.remotes.protocol import Remote, index_key, object_key, pack_key
 
@@ -136,21 +137,35 @@ class Transfer:
             return
         small = sorted((d, s) for d, s in todo.items() if s <= SMALL_OBJECT)
         big = sorted(d for d, s in todo.items() if s > SMALL_OBJECT)
-        tasks: list[Callable[[], None]] = [
-            partial(self._push_pack, group, result) for group in plan_packs(small)
-        ]
+        groups = plan_packs(small)
+        tasks: list[Callable[[], None]] = []
+        target = shareable(self.remote) if self.jobs > 1 and len(groups) > 1 else None
+        if target is None:
+            tasks += [partial(self._push_pack, group, result) for group in groups]
+        else:
+            # Building a pack is CPU work (read + re-hash every object, hash the pack):
+            # threads would queue on the GIL, so a directory remote gets one process per
+            # core, each writing whole packs (a pack, one fsync, then its index). Run
+            # from this thread, before any pool thread exists: fork stays safe.
+            self._push_packs_on_cores(target, groups, todo, result)
         tasks += [partial(self._push_whole, d, todo[d], result) for d in big]
         self._run(tasks)
 
     def _push_pack(self, group: list[Digest], result: TransferResult) -> None:
-        builder = PackBuilder()
-        for d in group:
-            builder.add(d, self.store.read_verified(d))  # re-hashed: never push a bad object
-        data, index = builder.finish()
-        self.remote.put_bytes(pack_key(index.pack), data)
-        failpoints.hit("push.after_pack")
-        self.remote.put_bytes(index_key(index.pack), index.render())
-        self._progress("push", len(group), len(data), result, requests=2)
+        size = _put_pack(self.store, self.remote, group)
+        self._progress("push", len(group), size, result, requests=2)
+
+    def _push_packs_on_cores(
+        self,
+        target: Remote,
+        groups: list[list[Digest]],
+        sizes: dict[Digest, int],
+        result: TransferResult,
+    ) -> None:
+        jobs = [(self.store, target, group) for group in groups]
+        weights = [sum(sizes[d] for d in g) + len(g) * 4096 for g in groups]
+        for group, size in zip(groups, run_on_cores(_put_packs, jobs, weights), strict=True):
+            self._progress("push", len(group), size, result, requests=2)
 
     def _push_whole(self, d: Digest, size: int, result: TransferResult) -> None:
         if not self.store.verify(d):
@@ -337,3 +352,21 @@ class Transfer:
             )
         )
         return result
+
+
+def _put_pack(store: ObjectStore, remote: Remote, group: Sequence[Digest]) -> int:
+    """Build one pack of ``group`` (every object re-hashed as it is read: a bad
+    object never reaches a remote), upload it, then its index; the pack's size."""
+    builder = PackBuilder()
+    for d in group:
+        builder.add(d, store.read_verified(d))
+    data, index = builder.finish()
+    remote.put_bytes(pack_key(index.pack), data)
+    failpoints.hit("push.after_pack")
+    remote.put_bytes(index_key(index.pack), index.render())
+    return len(data)
+
+
+def _put_packs(jobs: Sequence[tuple[ObjectStore, Remote, list[Digest]]]) -> list[int]:
+    """``_put_pack`` for each job, in a worker process (``run_on_cores``)."""
+    return [_put_pack(store, remote, group) for store, remote, group in jobs]

@@ -14,14 +14,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from canon.declare.project import RemoteSpec
 from canon.stores.remotes.protocol import Remote, RemoteFile
 from canon.urls import redact, scheme_of
 
+if TYPE_CHECKING:
+    from canon.stores.remotes.s3list import S3Lister
+
 DEFAULT_JOBS = 8
 
-__all__ = ["DEFAULT_JOBS", "LazyRemote", "Remote", "open_remote"]
+__all__ = ["DEFAULT_JOBS", "LazyRemote", "Remote", "open_remote", "shareable"]
+
+
+def shareable(remote: Remote) -> Remote | None:
+    """``remote`` (or the backend behind it) if it can be handed to worker processes
+    (picklable, no live connection: a directory); None otherwise (S3 clients are
+    per-process, and threads already overlap their network waits)."""
+    share = getattr(remote, "shareable", None)
+    return share() if callable(share) else None
 
 
 def open_remote(spec: RemoteSpec, root: Path, *, jobs: int | None = None) -> Remote:
@@ -44,11 +56,18 @@ def open_remote(spec: RemoteSpec, root: Path, *, jobs: int | None = None) -> Rem
 
 class LazyRemote:
     """A remote opened on first use: a pull or fetch with nothing to download never
-    imports s3fs/botocore (~0.5 s) nor contacts the remote."""
+    imports s3fs/botocore (~0.5 s) nor contacts the remote. An S3 remote is listed
+    with plain botocore (``s3list``) until something else is asked of it: a no-op
+    push (one listing) never opens s3fs."""
 
     def __init__(self, spec: RemoteSpec, root: Path, *, jobs: int | None = None) -> None:
         self._open: Callable[[], Remote] = lambda: open_remote(spec, root, jobs=jobs)
         self._remote: Remote | None = None
+        self._lister: S3Lister | None = None
+        if scheme_of(spec.url) in ("s3", "s3a"):
+            from canon.stores.remotes.s3list import light_lister
+
+            self._lister = light_lister(spec.url, spec.endpoint_url, spec.region)
         local = scheme_of(spec.url) in (None, "file")
         shown = redact(spec.url)
         if local:
@@ -68,7 +87,13 @@ class LazyRemote:
     def display(self) -> str:
         return self._display
 
+    def shareable(self) -> Remote | None:
+        """The opened remote if worker processes can use it (see ``shareable``)."""
+        return shareable(self.remote)
+
     def list(self, prefix: str) -> Mapping[str, RemoteFile]:
+        if self._lister is not None:
+            return self._lister.list(prefix, where=self._display)
         return self.remote.list(prefix)
 
     def put_bytes(self, key: str, data: bytes) -> None:

@@ -84,7 +84,7 @@ class FsspecRemote:
         return f"{self.base}/{check_key(key)}"
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        return call(what, fn, _classify, where=self.display)
+        return call(what, fn, classify, where=self.display)
 
     def list(self, prefix: str) -> Mapping[str, RemoteFile]:
         top = f"{self.base}/{prefix}".rstrip("/")
@@ -126,7 +126,7 @@ class FsspecRemote:
         except RemoteError:
             raise
         except Exception as exc:
-            verdict = _classify(exc)
+            verdict = classify(exc)
             if isinstance(verdict, RemoteError):
                 raise verdict from None
             raise
@@ -166,7 +166,7 @@ def _mtime(info: Mapping[str, Any]) -> float:
     return 0.0
 
 
-def _classify(exc: BaseException) -> RemoteError | Transient | None:
+def classify(exc: BaseException) -> RemoteError | Transient | None:
     text = scrub(str(exc))[:300]
     if isinstance(exc, FileNotFoundError):
         return KeyMissingError(f"not on the remote: {text}")

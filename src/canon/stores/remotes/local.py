@@ -35,6 +35,11 @@ class LocalRemote:
     def display(self) -> str:
         return str(self.root)
 
+    def shareable(self) -> LocalRemote:
+        """This remote, for worker processes: it holds nothing but its root (picklable,
+        no connection), so a push can write packs from several processes at once."""
+        return self
+
     def _path(self, key: str) -> str:
         return os.path.join(self.root, check_key(key))
 
