@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """canon vs DVC on the same workloads, in one run: medians, ratios, targets.
 
-    python bench/run.py [--md docs/benchmarks.md] [--smoke] [--only w3,startup,w2,w1,w5]
+    python bench/run.py [--md docs/benchmarks.md] [--smoke] [--only w3,startup,w2,w1,w4,w5]
         [--runs 5] [--slow-runs 3] [--files 50000] [--big-mib 1024] [--stages 100]
         [--work DIR] [--canon PATH] [--dvc-venv DIR] [--[no-]fill-pagecache] [--keep]
 
@@ -13,6 +13,8 @@ Workloads (generators in bench/workloads/, copied from the shared workloads):
   W2  50,000 small files: first pin/add, status with nothing changed, after 10 changes.
   W1  one 1 GiB file: first pin/add, first hash, against sha256sum.
   startup: `canon --help` and `canon status` on the 100-stage chain, absolutely.
+  W4  experiments (bench/w4.py, not in the default list: ~10 min with DVC's 100
+      experiments): exp run overhead, 8 queued with 2 workers, exp show, weather -j 1/2.
 
 Every figure is one whole command started with subprocess and timed with
 time.perf_counter(); peak RSS comes from os.wait4(). Set-up (fresh copies, param
@@ -1001,9 +1003,11 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     import images as images_module  # bench/images.py: image builds and pushes (W6)
+    import w4 as w4_module  # bench/w4.py: experiments (W4)
     import w5 as w5_module  # bench/w5.py: push/pull (W5), kept in its own file
 
     steps = {"w3": w3, "startup": startup, "w2": w2, "w1": w1,
+             "w4": lambda bench: w4_module.w4(bench, globals()),
              "w5": lambda bench: w5_module.w5(bench, globals()),
              "w6": lambda bench: images_module.w6(bench, globals())}
     try:

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -238,6 +239,142 @@ def main() -> None:
             )
     if not a.work:
         shutil.rmtree(work, ignore_errors=True)
+
+
+
+# --------------------------------------------------------------- bench/run.py --only w4
+
+
+def w4(b: Any, ns: dict[str, Any]) -> None:
+    """W4 inside bench/run.py (``--only w4``): canon and DVC interleaved, rows with targets.
+
+    ``ns`` is run.py's namespace (Bench helpers, targets). Rows: the overhead of one
+    ``exp run`` over ``python3 train.py`` (target < 0.2 s); 8 queued experiments with 2
+    workers end to end (target 5x DVC); ``exp show --json`` with 100 (both tools) and 1,000
+    (canon) experiments (target < 0.5 s); the weather example's 4 queued experiments with
+    ``-j 1`` and ``-j 2`` (target 1.8x, canon only). DVC's 100 experiments are real
+    ``dvc exp run``s (about 1 s each), so this workload takes several minutes.
+    """
+    a, wl = b.a, "W4"
+    sh, Spec, Target = ns["sh"], ns["Spec"], ns["Target"]
+    ratio_at_least, under, ref_of = ns["ratio_at_least"], ns["under"], ns["ref_of"]
+    canon, dvc = b.canon, b.dvc
+    gen = f"{sys.executable} {SHARED}/gen_exp_project.py --out ."
+    n_exps = 8 if a.smoke else 100
+
+    def canon_project(kind: str) -> str:
+        d = b.fresh_dir(kind)
+        os.makedirs(d)
+        sh(f"{gen} && rm -f dvc.yaml", d)
+        with open(os.path.join(d, "canon.yaml"), "w") as f:
+            f.write(CANON_YAML)
+        with open(os.path.join(d, ".gitignore"), "w") as f:
+            f.write(".canon/\nmodel.json\nmetrics.json\n")
+        sh(f"git init -q && git add -A && git commit -qm w4 && {canon} apply >/dev/null", d)
+        return d
+
+    def dvc_project(kind: str) -> str:
+        d = b.copy_of(b.dvc_template(), kind)
+        sh(f"{gen} && {dvc} add -q data/train.csv && git add -A && git commit -qm exp && "
+           f"{dvc} repro -q && git add -A && git commit -qm base", d)
+        return d
+
+    # 1. one experiment vs the stage run directly (a new lr each time: the stage runs)
+    crepo, drepo = canon_project("w4-canon"), dvc_project("w4-dvc")
+    c_run, d_run, ref = b.interleaved(wl, [
+        Spec("canon exp run -S lr=X (stage runs)",
+             ["bash", "-c", f"exec {canon} exp run -S lr=0.0$(date +%N)"], cwd=crepo),
+        Spec("dvc exp run -S lr=X (stage runs)",
+             ["bash", "-c", f"exec {dvc} exp run -q -S lr=0.0$(date +%N)"], cwd=drepo),
+        Spec("ref: python3 train.py", ["bash", "-c", "exec python3 train.py"], cwd=crepo),
+    ], runs=a.runs)
+
+    def overhead(r: Any) -> bool | None:
+        base = ref_of(r, "ref: python3")
+        if r.canon is None or not r.canon.ok or base is None:
+            return None
+        return bool(r.canon.median - base.median < 0.2)
+
+    b.row(wl, "`exp run` of a 1-stage project (overhead = minus the ref)", c_run, d_run, [ref],
+          Target("overhead < 0.2 s", overhead))
+    sh("git checkout -q -- params.yaml metrics.json dvc.lock", drepo)
+
+    # 2. 8 queued experiments, 2 workers, from the first --queue to the last result
+    cq, dq = canon_project("w4-canon-queue"), dvc_project("w4-dvc-queue")
+    cscript, dscript = b.p("w4_canon_queue8.sh"), b.p("w4_dvc_queue8.sh")
+    with open(cscript, "w") as f:
+        f.write(f"set -e\nfor i in 1 2 3 4 5 6 7 8; do {canon} exp run --queue "
+                "-S lr=0.0$(date +%N) -S epochs=$((100+i)) >/dev/null; done\n"
+                f"{canon} exp queue start -j 2 >/dev/null\n")
+    with open(dscript, "w") as f:
+        f.write(f"set -e\nfor i in 1 2 3 4 5 6 7 8; do {dvc} exp run --queue -q "
+                "-S lr=0.0$(date +%N) -S epochs=$((100+i)); done\n"
+                f"{dvc} queue start -j 2 -q >/dev/null 2>&1\n"
+                f'while [ "$({dvc} queue status 2>/dev/null | grep -cE \'Success|Failed\')" '
+                "-lt 8 ]; do sleep 0.5; done\n")
+
+    def dvc_idle() -> str:
+        for _ in range(120):
+            if "0 active, 0 idle" in sh(f"{dvc} queue status", dq, check=False):
+                break
+            time.sleep(1)
+        sh(f"{dvc} queue remove --all", dq, check=False)
+        return dq
+
+    c_q, d_q = b.interleaved(wl, [
+        Spec("8 x canon exp run --queue + queue start -j 2", ["bash", cscript], cwd=cq),
+        Spec("8 x dvc exp run --queue + queue start -j 2 + poll", ["bash", dscript],
+             prep=dvc_idle),
+    ], runs=a.slow_runs, warmup=0)
+    b.row(wl, "8 queued experiments, 2 workers, end to end", c_q, d_q, [], ratio_at_least(5))
+    dvc_idle()
+
+    # 3. exp show with many experiments (canon's extra ones are real commits on refs)
+    cs, ds = canon_project("w4-canon-show"), dvc_project("w4-dvc-show")
+    fill_experiments(cs, n_exps)
+    for i in range(n_exps):
+        sh(f"{dvc} exp run -q -S lr=0.0{i + 1:04d}1 -S epochs={50 + i % 7}", ds)
+    c_show, d_show = b.interleaved(wl, [
+        Spec(f"canon exp show --json ({n_exps} exps)", [canon, "exp", "show", "--json"], cwd=cs),
+        Spec(f"dvc exp show --json ({n_exps} exps)",
+             [dvc, "exp", "show", "--no-pager", "--json"], cwd=ds),
+    ], runs=a.runs)
+    b.row(wl, f"`exp show --json`, {n_exps} experiments", c_show, d_show, [], under(0.5))
+    big = 10 * n_exps
+    fill_experiments(cs, big)
+    (c_big,) = b.interleaved(wl, [
+        Spec(f"canon exp show --json ({big} exps)", [canon, "exp", "show", "--json"], cwd=cs),
+    ], runs=a.runs)
+    b.row(wl, f"`exp show --json`, {big} experiments (DVC: see the row above)", c_big, None,
+          [], under(0.5))
+
+    # 4. real training: the weather example, 4 queued experiments, 1 vs 2 workers
+    wx = b.fresh_dir("w4-weather")
+    sh(f"{canon} init {wx} --example weather >/dev/null")
+    sh(f"git add -A && git commit -qm weather && {canon} apply >/dev/null && "
+       "git add -A && git commit -qm lock", wx)
+    c = [0]
+
+    def queue4() -> str:
+        for _ in range(4):
+            c[0] += 1
+            sh(f"{canon} exp run --queue -S train.C=0.{c[0]:04d}1 >/dev/null", wx)
+        return wx
+
+    j1, j2 = b.interleaved(wl, [
+        Spec(f"weather: 4 queued experiments, queue start -j {j}",
+             [canon, "exp", "queue", "start", "-j", str(j)], prep=queue4)
+        for j in (1, 2)
+    ], runs=a.slow_runs, warmup=0)
+
+    def speedup(r: Any) -> bool | None:
+        one = ref_of(r, "weather: 4 queued experiments, queue start -j 1")
+        if one is None or r.canon is None or not r.canon.ok:
+            return None
+        return bool(one.median / r.canon.median >= 1.8)
+
+    b.row(wl, "weather example, 4 experiments: -j 2 (ref: -j 1)", j2, None, [j1],
+          Target("-j 2 ≥1.8x faster than -j 1", speedup))
 
 
 if __name__ == "__main__":

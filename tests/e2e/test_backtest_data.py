@@ -124,7 +124,7 @@ def test_models_by_data_pins_matrix(weather: tuple[Path, str, str]) -> None:
     new_on_new = cells[(c2[:7], c2[:7])]
     assert new_on_new["metrics"]["auc"] == own2["auc"]  # its own data: its own result
     assert "test period" in cells[(c1[:7], c1[:7])]["error"]  # no 2015 in commit 1's pin
-    assert "no image recorded (built before images existed)" in result["obtained"][c1[:10]]
+    assert "no image recorded at its commit (built before images" in result["obtained"][c1[:10]]
 
     # provenance: the experiment names the swapped pin, the base commit and the model
     shown = json.loads(canon(root, "exp", "show", "--json", "--all-params").stdout)

@@ -94,7 +94,7 @@ class Backtest:
             shown = ", ".join(f"{n} {d[:19]}" for n, d in sorted(images.items()))
             return f"image {shown} recorded; model files {' / '.join(how) or 'not obtained'}"
         return (
-            f"no image recorded (built before images existed): "
+            "no image recorded at its commit (built before images, or none declared): "
             f"{' / '.join(how) or 'not obtained'}, with the commit's own code"
         )
 

@@ -7,8 +7,9 @@ summary (params, overrides, metrics, profile, dataset pins, outcome) so that
 listing *every* experiment costs one ``git for-each-ref`` and one
 ``git cat-file --batch``, whatever their number (never a process per ref).
 
-Commits are made with an index file of our own (``GIT_INDEX_FILE`` in a temp
-dir): the user's index and working tree are never touched. Refs move only
+Commits are made with an index file of our own (the experiment worktree's,
+or ``GIT_INDEX_FILE`` in a temp dir): the user's index and working tree are
+never touched. Refs move only
 by compare-and-swap (``git update-ref REF NEW OLD``; all zeros = must not
 exist), so two writers never lose an update and a killed run leaves either
 no ref or a whole commit. The refs are ordinary Git refs: push and fetch them
