@@ -307,7 +307,9 @@ def w4(b: Any, ns: dict[str, Any]) -> None:
                 "-S lr=0.0$(date +%N) -S epochs=$((100+i)) >/dev/null; done\n"
                 f"{canon} exp queue start -j 2 >/dev/null\n")
     with open(dscript, "w") as f:
-        f.write(f"set -e\nfor i in 1 2 3 4 5 6 7 8; do {dvc} exp run --queue -q "
+        # DVC's queue workers start `dvc` from PATH: put its venv last (python3 stays ours)
+        f.write(f"set -e\nexport PATH=\"$PATH:{os.path.dirname(dvc)}\"\n"
+                f"for i in 1 2 3 4 5 6 7 8; do {dvc} exp run --queue -q "
                 "-S lr=0.0$(date +%N) -S epochs=$((100+i)); done\n"
                 f"{dvc} queue start -j 2 -q >/dev/null 2>&1\n"
                 f'while [ "$({dvc} queue status 2>/dev/null | grep -cE \'Success|Failed\')" '

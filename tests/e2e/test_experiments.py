@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from canon.apply.expqueue import QUEUE
 from tests.e2e.conftest import Workspace
 
 TRAIN = """
@@ -77,7 +78,15 @@ def test_exp_run_records_a_commit_and_leaves_the_workspace_alone(
     assert (git(ws.root, "status", "--porcelain"), git(ws.root, "rev-parse", "HEAD")) == before
     assert ws.read("params.yaml") == "train:\n  lr: 0.1\n  fail: false\n"
     commit = git(ws.root, "rev-parse", "refs/canon/exps/big").strip()
-    assert git(ws.root, "rev-parse", f"{commit}^").strip() == before[1].strip()
+    # the staged notes.txt is part of the experiment: its base is a snapshot on top of HEAD
+    assert "including uncommitted changes to notes.txt" in r.stderr
+    snapshot = git(ws.root, "rev-parse", f"{commit}^").strip()
+    assert git(ws.root, "rev-parse", f"{snapshot}^").strip() == before[1].strip()
+    assert git(ws.root, "show", f"{commit}:notes.txt") == "uncommitted\n"
+    assert git(ws.root, "branch", "--contains", snapshot) == ""  # no branch moved onto it
+    shown = json.loads(ws.canon("exp", "show", "--json").stdout)
+    assert shown[0]["workspace"] == {"head": before[1].strip(), "files": ["notes.txt"]}
+    assert "* includes uncommitted workspace changes" in ws.canon("exp", "show").stdout
     assert yaml.safe_load(git(ws.root, "show", f"{commit}:params.yaml"))["train"]["lr"] == 0.5
     assert json.loads(git(ws.root, "show", f"{commit}:build/metrics.json"))["acc"] == 0.8
     lock = yaml.safe_load(git(ws.root, "show", f"{commit}:canon.lock"))
@@ -206,7 +215,9 @@ def test_a_killed_queue_loses_no_finished_experiment(
     )
     proc = ws.popen("exp", "queue", "start", "-j", "1", env=slow)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not git(ws.root, "for-each-ref", "refs/canon/exps/"):
+    done_dir = ws.root / QUEUE / "done"
+    # the first experiment is recorded and moved to done/ (the ref is written first)
+    while time.monotonic() < deadline and not any(done_dir.glob("*.json")):
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)  # mid-way through the second experiment
     proc.wait()

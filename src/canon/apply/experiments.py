@@ -51,15 +51,20 @@ class ExperimentSpec:
     profile: str | None = None
     jobs: int = 1
     use_run_cache: bool = True
+    # base is a snapshot of uncommitted workspace changes: {"head": ..., "files": [...]}
+    workspace: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "overrides": dict(self.overrides),
             "base": self.base,
             "profile": self.profile,
             "jobs": self.jobs,
         }
+        if self.workspace:
+            out["workspace"] = dict(self.workspace)
+        return out
 
     @staticmethod
     def from_dict(raw: Mapping[str, Any]) -> ExperimentSpec:
@@ -69,6 +74,7 @@ class ExperimentSpec:
             base=str(raw.get("base") or "HEAD"),
             profile=raw.get("profile"),
             jobs=int(raw.get("jobs") or 1),
+            workspace=raw.get("workspace") or None,
         )
 
 
@@ -87,15 +93,26 @@ def plan_experiments(
     grid: Sequence[Mapping[str, Any]],
     *,
     name: str | None,
-    base: str,
+    base: str | None,
     profile: str | None,
     jobs: int = 1,
 ) -> list[ExperimentSpec]:
     """Specs for a sweep; every override is checked against the base's params first,
-    so a typo fails before anything runs."""
-    from canon.declare.memo import load_project_memoised
+    so a typo fails before anything runs.
 
-    commit = resolve_commit(root, base)
+    ``base`` None: ``HEAD`` plus the workspace's uncommitted changes to tracked
+    files, snapshot as a commit object on top of ``HEAD`` (as DVC includes them);
+    the specs then say so (``ExperimentSpec.workspace``)."""
+    from canon.declare.memo import load_project_memoised
+    from canon.stores.exprefs import snapshot_workspace
+
+    commit = resolve_commit(root, base or "HEAD")
+    workspace: dict[str, Any] | None = None
+    if base is None:
+        snap = snapshot_workspace(root, commit)
+        if snap is not None:
+            workspace = {"head": commit, "files": snap[1]}
+            commit = snap[0]
     names: list[str] = []
     for i, overrides in enumerate(grid):
         load_project_memoised(root, profile=profile, overrides=overrides)  # raises on a bad key
@@ -104,7 +121,8 @@ def plan_experiments(
         else:
             names.append(check_name(name if len(grid) == 1 else f"{name}-{i + 1}"))
     return [
-        ExperimentSpec(n, dict(o), commit, profile, jobs) for n, o in zip(names, grid, strict=True)
+        ExperimentSpec(n, dict(o), commit, profile, jobs, workspace=workspace)
+        for n, o in zip(names, grid, strict=True)
     ]
 
 
@@ -252,6 +270,7 @@ def run_experiment(
             "duration": round(time.time() - started, 3),
             "stages": {o.name: o.status for o in result.outcomes},
             **lock_state,
+            **({"workspace": dict(spec.workspace)} if spec.workspace else {}),
             **extra,
         }
         recorded = refs.record(spec.name, commit, files, summary, worktree=tree)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -112,6 +113,49 @@ def resolve_commit(root: Path, rev: str) -> str:
     return proc.stdout.decode().strip()
 
 
+def snapshot_workspace(root: Path, head: str) -> tuple[str, list[str]] | None:
+    """A commit of ``head`` plus the workspace's uncommitted changes to tracked files
+    (staged or not, and files staged as new), or None when there are none.
+
+    The commit is a plain object, referenced by no branch: the user's branch,
+    index and working tree are never touched (a private copy of the index is
+    updated). It stays reachable through the experiment that uses it as its base.
+    """
+    changed = git(root, "status", "--porcelain", "--untracked-files=no", "-z").decode()
+    paths = [entry[3:] for entry in changed.split("\0") if len(entry) > 3 and entry[2] == " "]
+    if not paths:
+        return None
+    index = Path(git(root, "rev-parse", "--git-path", "index").decode().strip())
+    if not index.is_absolute():
+        index = root / index
+    with tempfile.TemporaryDirectory(prefix="canon-exp-snap-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        if index.is_file():
+            shutil.copyfile(index, env["GIT_INDEX_FILE"])
+        else:
+            git(root, "read-tree", head, env=env)
+        git(root, "add", "-u", "--", ".", env=env)
+        tree = git(root, "write-tree", env=env).decode().strip()
+    if tree == git(root, "rev-parse", f"{head}^{{tree}}").decode().strip():
+        return None  # only mode or stat noise: nothing to snapshot
+    message = f"canon exp: uncommitted workspace changes on top of {head[:12]}\n"
+    commit = (
+        git(root, "commit-tree", tree, "-p", head, data=message.encode(), env=_commit_env())
+        .decode()
+        .strip()
+    )
+    return commit, sorted(paths)
+
+
+def _commit_env() -> dict[str, str]:
+    return {
+        "GIT_AUTHOR_NAME": os.environ.get("GIT_AUTHOR_NAME", "canon"),
+        "GIT_AUTHOR_EMAIL": os.environ.get("GIT_AUTHOR_EMAIL", "canon@localhost"),
+        "GIT_COMMITTER_NAME": os.environ.get("GIT_COMMITTER_NAME", "canon"),
+        "GIT_COMMITTER_EMAIL": os.environ.get("GIT_COMMITTER_EMAIL", "canon@localhost"),
+    }
+
+
 class ExperimentRefs:
     """The experiments of the repository at ``root``."""
 
@@ -159,14 +203,10 @@ class ExperimentRefs:
         else:
             tree = self._tree(base, files, paths)
         message = f"canon exp {name}\n\n{json.dumps(dict(summary), sort_keys=True, default=str)}\n"
-        commit_env = {
-            "GIT_AUTHOR_NAME": os.environ.get("GIT_AUTHOR_NAME", "canon"),
-            "GIT_AUTHOR_EMAIL": os.environ.get("GIT_AUTHOR_EMAIL", "canon@localhost"),
-            "GIT_COMMITTER_NAME": os.environ.get("GIT_COMMITTER_NAME", "canon"),
-            "GIT_COMMITTER_EMAIL": os.environ.get("GIT_COMMITTER_EMAIL", "canon@localhost"),
-        }
         commit = (
-            git(self.root, "commit-tree", tree, "-p", base, data=message.encode(), env=commit_env)
+            git(
+                self.root, "commit-tree", tree, "-p", base, data=message.encode(), env=_commit_env()
+            )
             .decode()
             .strip()
         )

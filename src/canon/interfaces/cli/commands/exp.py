@@ -43,7 +43,11 @@ def command() -> None:
 )
 @click.option("--random", "random_", is_flag=True, help="Random search: sample --max points.")
 @click.option("--seed", type=int, default=None, help="Seed of --random.")
-@click.option("--rev", default="HEAD", show_default=True, help="Commit to start from.")
+@click.option(
+    "--rev",
+    default=None,
+    help="Commit to start from [default: HEAD plus your uncommitted changes to tracked files].",
+)
 @click.option(
     "-j",
     "--jobs",
@@ -61,7 +65,7 @@ def run(
     max_runs: int | None,
     random_: bool,
     seed: int | None,
-    rev: str,
+    rev: str | None,
     jobs: int | None,
     as_json: bool,
 ) -> int:
@@ -73,6 +77,14 @@ def run(
     specs = plan_experiments(
         root, grid, name=name, base=rev, profile=profile_of(ctx), jobs=jobs or os.cpu_count() or 1
     )
+    if specs and specs[0].workspace:
+        files = specs[0].workspace.get("files") or []
+        shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+        click.echo(
+            f"including uncommitted changes to {shown} (snapshot {specs[0].base[:12]} on top "
+            f"of HEAD; your branch is not moved)",
+            err=True,
+        )
     if queue:
         from canon.apply.expqueue import ExperimentQueue
 
@@ -198,9 +210,10 @@ def show(
         return 0
     params, metrics = columns(exps, all_params=all_params)
     header = ["name", "commit", *params, *metrics]
+    dirty = {e.name for e in exps if e.info.get("workspace")}
     rows = [
         [
-            e.name,
+            e.name + ("*" if e.name in dirty and not as_csv else ""),
             e.commit[:10],
             *(_fmt(e.params.get(k)) for k in params),
             *(_fmt(e.metrics.get(k)) for k in metrics),
@@ -220,6 +233,8 @@ def show(
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    if dirty:
+        click.echo("* includes uncommitted workspace changes (a snapshot commit on top of HEAD)")
     return 0
 
 
