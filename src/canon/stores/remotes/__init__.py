@@ -21,7 +21,7 @@ from canon.stores.remotes.protocol import Remote, RemoteFile
 from canon.urls import redact, scheme_of
 
 if TYPE_CHECKING:
-    from canon.stores.remotes.s3list import S3Lister
+    from canon.stores.remotes.s3list import S3Lister, SignedLister
 
 DEFAULT_JOBS = 8
 
@@ -63,7 +63,7 @@ class LazyRemote:
     def __init__(self, spec: RemoteSpec, root: Path, *, jobs: int | None = None) -> None:
         self._open: Callable[[], Remote] = lambda: open_remote(spec, root, jobs=jobs)
         self._remote: Remote | None = None
-        self._lister: S3Lister | None = None
+        self._lister: S3Lister | SignedLister | None = None
         if scheme_of(spec.url) in ("s3", "s3a"):
             from canon.stores.remotes.s3list import light_lister
 
