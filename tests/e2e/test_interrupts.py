@@ -88,3 +88,24 @@ def test_default_profile_is_recorded_by_name(ws: Workspace) -> None:
     ws.declare({"s": {"cmd": [sys.executable, "-c", "open('o', 'w').write('x')"], "outs": ["o"]}})
     assert ws.canon("apply").returncode == 0
     assert "succeeded  profile=default" in ws.canon("log").stdout
+
+
+def test_sigterm_while_waiting_for_the_lock_exits_143_and_leaves_the_holder_alone(
+    ws: Workspace,
+) -> None:
+    ws.write({"long.py": LONG, "canon.yaml": (
+        f"project: t\nstages:\n  long:\n    cmd: [{sys.executable}, long.py]\n    outs: [o]\n"
+    )})
+    holder = ws.popen("apply")
+    _wait_for(ws.root / "pids.txt")
+    waiter = ws.popen("apply", "--wait", "120")
+    time.sleep(1.0)  # it is waiting for the lock (nothing to show it but time)
+    assert waiter.poll() is None
+    waiter.send_signal(signal.SIGTERM)
+    _, err = waiter.communicate(timeout=60)
+    assert waiter.returncode == 143, err
+    assert err.strip().startswith("error: terminated (SIGTERM)\nhint: run it again"), err
+    assert holder.poll() is None  # the holder's stage runs on
+    holder.send_signal(signal.SIGTERM)
+    holder.communicate(timeout=60)
+    assert holder.returncode == 143

@@ -115,6 +115,16 @@ def _show_error(err: CanonError, verbose: bool) -> None:
     click.echo(_redacted("\n".join(lines)), err=True)
 
 
+def _interrupted(exc: KeyboardInterrupt) -> None:
+    signum = getattr(exc, "signum", 2)  # errors.Terminated: SIGTERM -> 143
+    what = "terminated (SIGTERM)" if signum == 15 else "interrupted"
+    click.echo(f"error: {what}", err=True)
+    click.echo(
+        "hint: run it again (canon writes atomically: nothing is left half-written)", err=True
+    )
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> Any:
     args = sys.argv[1:] if argv is None else argv
     verbose = "-v" in args or "--verbose" in args or bool(os.environ.get("CANON_DEBUG"))
@@ -129,13 +139,14 @@ def main(argv: list[str] | None = None) -> Any:
     except click.ClickException as exc:
         click.echo(_redacted(f"error: {exc.format_message()}"), err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        # click turns a KeyboardInterrupt (Ctrl-C, or errors.Terminated) into Abort
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            _interrupted(exc.__cause__)
         click.echo("aborted", err=True)
         sys.exit(130)
     except KeyboardInterrupt as exc:
-        signum = getattr(exc, "signum", 2)  # errors.Terminated: SIGTERM -> 143
-        click.echo("terminated" if signum == 15 else "interrupted", err=True)
-        sys.exit(128 + signum)
+        _interrupted(exc)
     except BrokenPipeError:
         sys.exit(0)
     except OSError as exc:
