@@ -196,7 +196,8 @@ class ObjectStore:
             small = [d for d, (_, size) in todo.items() if size <= SMALL_OBJECT]
             if len(small) < PACK_MIN_OBJECTS:
                 small = []
-            loose = [d for d in todo if d not in set(small)] if small else list(todo)
+            packed = set(small)
+            loose = [d for d in todo if d not in packed]
             self.tmp.mkdir(parents=True, exist_ok=True)
             staged = self._stage_packs(small, todo)
             temps, chunk_dirs = self._stage_loose(loose, todo, staged)
