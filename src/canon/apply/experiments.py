@@ -230,7 +230,9 @@ def run_experiment(
             f"experiment {spec.name!r} exists already",
             hint="pick another --name, or `canon exp remove` it first",
         )
-    commit = resolve_commit(root, spec.base)
+    # a planned spec carries a resolved commit: `git worktree add` checks it (one git call less)
+    full = len(spec.base) == 40 and all(c in "0123456789abcdef" for c in spec.base)
+    commit = spec.base if full else resolve_commit(root, spec.base)
     started = time.time()
     with worktree(root, commit, spec.name) as tree:
         prepare_params(tree, spec.profile, spec.overrides)

@@ -223,6 +223,23 @@ def _overlaps(a: Sequence[str], b: Sequence[str]) -> bool:
     return tuple(a[:n]) == tuple(b[:n])
 
 
+_MISSING = object()
+
+
+def _lookup(params: Any, keys: Sequence[str]) -> Any:
+    """The value a stage's declared params entry names (as ``lookup_param`` finds it,
+    without importing the interpolation machinery); ``_MISSING`` if it is not there."""
+    node = params
+    for key in keys:
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return _MISSING
+    return node
+
+
 def override_resolved(
     project: Project, overrides: Mapping[str, Any], config: bytes
 ) -> Project | None:
@@ -238,8 +255,6 @@ def override_resolved(
     the same ``DeclarationError`` as the full load.
     """
     from dataclasses import replace
-
-    from canon.declare.interpolate import InterpolationError, lookup_param
 
     params = apply_overrides(project.params, overrides, project.params_file)
     for key in overrides:
@@ -263,15 +278,10 @@ def override_resolved(
         if not any(_overlaps(p.split("."), key) for p in stage.params for key in changed):
             stages[name] = stage
             continue
-        try:
-            values = tuple(
-                sorted(
-                    (p, lookup_param(params, p.split("."), project.params_file))
-                    for p in stage.params
-                )
-            )
-        except InterpolationError:
-            return None
+        found = [(p, _lookup(params, p.split("."))) for p in stage.params]
+        if any(v is _MISSING for _, v in found):
+            return None  # the full load reports it
+        values = tuple(sorted(found))
         canon_params = json.dumps(
             dict(values), sort_keys=True, separators=(",", ":"), ensure_ascii=True
         )
