@@ -40,11 +40,16 @@ def _deflate(block: bytes, dictionary: bytes, level: int) -> bytes:
     return z.compress(block) + z.flush(zlib.Z_SYNC_FLUSH)
 
 
+MAX_WORKERS = 16  # 2 * 16 + 2 MiB in flight at most
+
+
 def default_workers() -> int:
+    """The cores this process may run on (at most ``MAX_WORKERS``)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
 
 
 class ParallelGzip:
