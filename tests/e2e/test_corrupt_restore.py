@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +91,23 @@ def test_a_damaged_dataset_pin_fails_the_stage_with_what_to_do(ws: Workspace) ->
     assert "canon cache verify --repair" in out and "Traceback" not in out
     assert "s" not in [r["stage"] for r in json.loads(ws.canon("log", "--json").stdout)[0]["stages"]
                        if r["status"] == "ran"]
+
+
+def test_pull_over_a_damaged_cached_object_says_how_to_repair(ws: Workspace, tmp_path: Path) -> None:
+    make = "import pathlib; pathlib.Path('o.bin').write_bytes(b'canon-damaged-object-marker;' * 64)"
+    ws.declare({"s": {"cmd": [sys.executable, "-c", make], "outs": ["o.bin"]}},
+               remotes={"r": {"url": str(tmp_path / "remote")}}, default_remote="r")
+    assert ws.canon("apply").returncode == 0
+    assert ws.canon("push").returncode == 0
+    (ws.root / "o.bin").unlink()
+    assert damage(ws, MARKER) >= 1
+
+    pulled = ws.canon("pull")
+    assert pulled.returncode == 2, pulled.stdout + pulled.stderr
+    assert "error: cannot restore o.bin: object sha256:" in pulled.stderr
+    assert "hint: `canon cache verify --repair` removes damaged objects" in pulled.stderr
+    assert not (ws.root / "o.bin").exists() and "Traceback" not in pulled.stderr
+    repaired = ws.canon("cache", "verify", "--repair")  # what the hint says works
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert ws.canon("pull").returncode == 0
+    assert (ws.root / "o.bin").read_bytes() == MARKER

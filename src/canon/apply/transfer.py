@@ -252,7 +252,14 @@ class Transfer:
                     Notice(f"{r.path} differs from the lock; kept (pull --force replaces it)")
                 )
                 continue
-            self.store.restore(r.digest, root_dir / r.path, is_dir=r.is_dir)
+            try:
+                self.store.restore(r.digest, root_dir / r.path, is_dir=r.is_dir)
+            except IntegrityError as exc:  # a damaged object in the local cache
+                raise IntegrityError(
+                    f"cannot restore {r.path}: {exc.message}",
+                    hint="`canon cache verify --repair` removes damaged objects and re-fetches "
+                    "them from the remote; then `canon pull` again",
+                ) from exc
             result.restored.append(r.path)
 
     def _download(self, need: dict[Digest, int], catalog: Catalog, result: TransferResult) -> None:
