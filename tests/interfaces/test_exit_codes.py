@@ -66,6 +66,8 @@ def test_exit_code_by_category(project: Path, argv: list[str], code: int, messag
     assert "\nhint: " in done.stderr
     assert "Traceback" not in done.stderr
     assert (project / "canon.yaml").read_text() == before  # a failed command changes nothing
+    if "unknown deployment" in message:
+        assert "hint: none is declared: add one under deployments: in canon.yaml" in done.stderr
 
 
 @pytest.mark.parametrize(

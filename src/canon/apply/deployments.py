@@ -37,7 +37,9 @@ def select(project: Project, names: Sequence[str]) -> list[DeploymentSpec]:
         from canon.declare.diagnostics import did_you_mean
 
         hint = did_you_mean(unknown[0], project.deployments) or (
-            "declared: " + (", ".join(project.deployments) or "none")
+            "declared: " + ", ".join(project.deployments)
+            if project.deployments
+            else "none is declared: add one under deployments: in canon.yaml"
         )
         raise DeployError(f"unknown deployment {', '.join(unknown)}", hint=hint)
     return [project.deployments[n] for n in names]
