@@ -162,7 +162,7 @@ class Transfer:
         sizes: dict[Digest, int],
         result: TransferResult,
     ) -> None:
-        jobs = [(self.store, target, group) for group in groups]
+        jobs = [(self.store.root, target, group) for group in groups]
         weights = [sum(sizes[d] for d in g) + len(g) * 4096 for g in groups]
         for group, size in zip(groups, run_on_cores(_put_packs, jobs, weights), strict=True):
             self._progress("push", len(group), size, result, requests=2)
@@ -374,6 +374,17 @@ def _put_pack(store: ObjectStore, remote: Remote, group: Sequence[Digest]) -> in
     return len(data)
 
 
-def _put_packs(jobs: Sequence[tuple[ObjectStore, Remote, list[Digest]]]) -> list[int]:
-    """``_put_pack`` for each job, in a worker process (``run_on_cores``)."""
-    return [_put_pack(store, remote, group) for store, remote, group in jobs]
+_worker_stores: dict[Path, ObjectStore] = {}
+
+
+def _put_packs(jobs: Sequence[tuple[Path, Remote, list[Digest]]]) -> list[int]:
+    """``_put_pack`` for each job, in a worker process (``run_on_cores``). Jobs name
+    the cache by its root (a store's in-memory indexes are not worth pickling); each
+    worker opens it once."""
+    out = []
+    for root, remote, group in jobs:
+        store = _worker_stores.get(root)
+        if store is None:
+            store = _worker_stores[root] = ObjectStore(root)
+        out.append(_put_pack(store, remote, group))
+    return out
