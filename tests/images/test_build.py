@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import subprocess
 import tarfile
 import time
@@ -104,6 +105,29 @@ def test_two_clones_at_different_paths_and_times_give_the_same_digests(tmp_path:
         time.sleep(1.1)  # a different wall-clock second
     assert digests[0] == digests[1]
     clone.canon("build", "--check")
+
+
+def test_a_later_commit_built_with_the_cached_environment_equals_a_fresh_clone(
+    tmp_path: Path,
+) -> None:
+    """The environment layer is cached across commits: its bytes must not depend on the
+    commit (its files' times are fixed), or a fresh clone of the later commit differs."""
+    first = make_project(tmp_path / "first", requirements="six==1.16.0\n")
+    first.canon("apply")
+    first.canon("build")
+    (first.root / "src/toy/extra.py").write_text("X = 1\n")
+    later = {**GIT_ENV, "GIT_AUTHOR_DATE": "2025-06-07T08:09:10Z",
+             "GIT_COMMITTER_DATE": "2025-06-07T08:09:10Z"}
+    subprocess.run(["git", "add", "-A"], cwd=first.root, check=True)
+    subprocess.run(["git", "commit", "-qm", "later"], cwd=first.root, check=True,
+                   env={**os.environ, **later})
+    first.canon("build")  # reuses the environment layer built at the first commit
+    fresh = Project(tmp_path / "fresh")
+    subprocess.run(["git", "clone", "-q", str(first.root), str(fresh.root)], check=True)
+    fresh.canon("apply")
+    fresh.canon("build")
+    assert fresh.digest("base") == first.digest("base")
+    assert "checked     image.base" in first.canon("build", "--check", "base").stdout
 
 
 def test_check_reports_a_different_rebuild(toy: Project) -> None:

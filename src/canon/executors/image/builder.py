@@ -46,6 +46,7 @@ from canon.stores.records import ProfileState
 REPO_DIR = "canon/repo"  # /canon/repo in the image: the working directory
 PROVENANCE = "canon/provenance.json"
 SERVE_SCRIPT = "canon/serve.py"
+ENV_MTIME = 1  # the environment layer's file times: 1970-01-01T00:00:01Z, as Jib does
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # The model image's default entrypoint until a model server exists (issue 5):
@@ -200,7 +201,9 @@ class ImageBuilder:
         if cached is not None:
             return cached
         entries = environment.install(requirements, spec.platform, python)
-        layer = build_layer(self.layout, entries, commit.time)
+        # not the commit's time: this layer is cached by its key across commits, and a
+        # fresh clone of a later commit must build the same bytes
+        layer = build_layer(self.layout, entries, ENV_MTIME)
         self.cache.mkdir(parents=True, exist_ok=True)
         from canon.stores.atomic import atomic_write
 

@@ -6,8 +6,10 @@ each is fixed:
 
 - entry order: entries are written sorted by path, parents before children
   (missing parent directories are added);
-- timestamps: every entry's mtime is the commit's time (``git log -1 --format=%ct``),
-  the same idea as ``SOURCE_DATE_EPOCH`` (reproducible-builds.org);
+- timestamps: every entry's mtime is the one the caller fixes: the commit's time
+  (``git log -1 --format=%ct``, the idea of ``SOURCE_DATE_EPOCH``,
+  reproducible-builds.org) for the repo and model layers; 1 s after the epoch for
+  the environment layer, which is cached across commits (``builder.ENV_MTIME``);
 - owners: uid/gid 0, empty uname/gname;
 - modes: files 0644 or 0755 (executable bit kept), directories 0755, links 0777;
 - format: POSIX pax, which only adds an extended header for a value that does
