@@ -150,3 +150,43 @@ def test_directory_push_builds_packs_in_worker_processes(
         for e in PackIndex.parse(other.get_bytes(k), k[len("packs/") : -len(".idx")]).entries
     }
     assert bad_roots[17].digest not in named  # a bad object never reaches the remote
+
+
+def test_directory_fetch_stores_windows_in_worker_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import canon.apply.transfer as transfer_module
+    import canon.digest
+    import canon.stores.packs
+    from canon.stores.remotes.local import LocalRemote
+
+    monkeypatch.setattr(canon.stores.packs, "PACK_TARGET", 300)
+    src = ObjectStore(tmp_path / "a")
+    roots = roots_for(src, [f"blob {i}".encode() * 15 for i in range(40)])
+    remote = LocalRemote(tmp_path / "remote")
+    Transfer(src, remote, tmp_path / "rec", discard).push(roots)
+    monkeypatch.setattr(canon.digest, "PARALLEL_MIN_WORK_NS", 0)
+    calls: list[int] = []
+    real = transfer_module.run_on_cores
+
+    def spy(fn, items, weights=None):  # type: ignore[no-untyped-def]
+        calls.append(len(items))
+        return real(fn, items, weights)
+
+    monkeypatch.setattr(transfer_module, "run_on_cores", spy)
+    dst = ObjectStore(tmp_path / "b")
+    result = Transfer(dst, remote, tmp_path / "rec-b", discard, jobs=4).fetch(roots)
+    assert calls and calls[0] > 5 and result.objects == 40
+    assert all(dst.verify(r.digest) for r in roots)
+
+    pack = sorted((tmp_path / "remote" / "packs").glob("*.pack"))[3]
+    data = bytearray(pack.read_bytes())
+    data[-1] ^= 0x01  # the last object of this pack is damaged on the remote
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(data))
+    other = ObjectStore(tmp_path / "c")
+    with pytest.raises(IntegrityError, match="none of them entered the cache"):
+        Transfer(other, remote, tmp_path / "rec-c", discard, jobs=4).fetch(roots)
+    present = [r for r in roots if other.has(r.digest)]
+    assert len(present) == len(roots) - 1  # every other object arrived, verified
+    assert all(other.verify(r.digest) for r in present)

@@ -278,10 +278,18 @@ class Transfer:
                 by_pack.setdefault(loc.key, []).append((d, loc))
         bad: list[Digest] = []
         tasks: list[Callable[[], None]] = []
-        for key, items in by_pack.items():
-            entries = [PackEntry(d, loc.offset, loc.length) for d, loc in items]
-            for w in read_windows(entries):
-                tasks.append(partial(self._fetch_window, key, w, bad, result))
+        windows = [
+            (key, w)
+            for key, items in by_pack.items()
+            for w in read_windows([PackEntry(d, loc.offset, loc.length) for d, loc in items])
+        ]
+        source = shareable(self.remote) if self.jobs > 1 and len(windows) > 1 else None
+        if source is None:
+            tasks += [partial(self._fetch_window, key, w, bad, result) for key, w in windows]
+        else:
+            # As for push: checking and storing a window's objects is CPU work, so a
+            # directory remote gets one process per core (started before any thread).
+            self._fetch_windows_on_cores(source, windows, bad, result)
         tasks += [partial(self._fetch_whole, d, loc, bad, result) for d, loc in whole]
         self._run(tasks)
         if bad:
@@ -300,14 +308,23 @@ class Transfer:
             )
 
     def _fetch_window(self, key: str, w: Window, bad: list[Digest], result: TransferResult) -> None:
-        data = self.remote.get_bytes(key, w.start, w.end)
-        items = [
-            (e.digest, data[e.offset - w.start : e.offset - w.start + e.length]) for e in w.entries
-        ]
-        failed = self.store.add_verified_many(items)
+        failed = _get_window(self.store, self.remote, key, w)
         with self._guard:
             bad.extend(failed)
-        self._progress("fetch", len(items), len(data), result, requests=1)
+        self._progress("fetch", len(w.entries), w.end - w.start, result, requests=1)
+
+    def _fetch_windows_on_cores(
+        self,
+        source: Remote,
+        windows: list[tuple[str, Window]],
+        bad: list[Digest],
+        result: TransferResult,
+    ) -> None:
+        jobs = [(self.store.root, source, key, w) for key, w in windows]
+        weights = [w.end - w.start + len(w.entries) * 4096 for _, w in windows]
+        for (_, w), failed in zip(windows, run_on_cores(_get_windows, jobs, weights), strict=True):
+            bad.extend(failed)
+            self._progress("fetch", len(w.entries), w.end - w.start, result, requests=1)
 
     def _fetch_whole(
         self, d: Digest, loc: Location, bad: list[Digest], result: TransferResult
@@ -374,17 +391,35 @@ def _put_pack(store: ObjectStore, remote: Remote, group: Sequence[Digest]) -> in
     return len(data)
 
 
+def _get_window(store: ObjectStore, remote: Remote, key: str, w: Window) -> list[Digest]:
+    """Read one window of a pack and store its objects, each re-hashed; the digests
+    whose bytes did not match (none of them stored)."""
+    data = remote.get_bytes(key, w.start, w.end)
+    view = memoryview(data)
+    items = [
+        (e.digest, bytes(view[e.offset - w.start : e.offset - w.start + e.length]))
+        for e in w.entries
+    ]
+    return store.add_verified_many(items)
+
+
+def _get_windows(jobs: Sequence[tuple[Path, Remote, str, Window]]) -> list[list[Digest]]:
+    """``_get_window`` for each job, in a worker process (``run_on_cores``)."""
+    return [_get_window(_worker_store(root), remote, key, w) for root, remote, key, w in jobs]
+
+
 _worker_stores: dict[Path, ObjectStore] = {}
+
+
+def _worker_store(root: Path) -> ObjectStore:
+    store = _worker_stores.get(root)
+    if store is None:
+        store = _worker_stores[root] = ObjectStore(root)
+    return store
 
 
 def _put_packs(jobs: Sequence[tuple[Path, Remote, list[Digest]]]) -> list[int]:
     """``_put_pack`` for each job, in a worker process (``run_on_cores``). Jobs name
     the cache by its root (a store's in-memory indexes are not worth pickling); each
     worker opens it once."""
-    out = []
-    for root, remote, group in jobs:
-        store = _worker_stores.get(root)
-        if store is None:
-            store = _worker_stores[root] = ObjectStore(root)
-        out.append(_put_pack(store, remote, group))
-    return out
+    return [_put_pack(_worker_store(root), remote, group) for root, remote, group in jobs]
