@@ -136,10 +136,36 @@ def test_models_by_data_pins_matrix(weather: tuple[Path, str, str]) -> None:
     assert exp["profile"] == "local"
     assert "train" not in exp["stages"]  # the model stage never ran in the back-test
 
-    # again: every recorded cell is reused (same commit, same pin digest), nothing runs
-    again = canon(root, "backtest", "--model", c1[:10], "--data", f"weather@{c2[:10]}")
+    # --data weather: the pin of the workspace now (commit 2's); the same commit, pin
+    # digest and window as a recorded cell, so that experiment is reused, nothing runs
+    before = len(shown)
+    again = canon(
+        root,
+        "backtest",
+        "--model",
+        c1[:10],
+        "--data",
+        "weather",
+        "--window",
+        "2015-01-01..2015-12-31",
+        "--json",
+    )
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "model " + c1[:10] + ": no image recorded" in again.stdout
+    cell = json.loads(again.stdout)["cells"][0]
+    assert cell["experiment"] == old_on_new["experiment"]
+    assert cell["metrics"] == old_on_new["metrics"]
+    assert len(json.loads(canon(root, "exp", "show", "--json").stdout)) == before
+    table = canon(
+        root,
+        "backtest",
+        "--model",
+        c1[:10],
+        "--data",
+        "weather",
+        "--window",
+        "2015-01-01..2015-12-31",
+    )
+    assert "model " + c1[:10] + ": no image recorded" in table.stdout
 
 
 def test_a_model_missing_from_the_run_cache_is_rebuilt_from_its_commit(

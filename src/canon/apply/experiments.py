@@ -149,13 +149,32 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _add_worktree(root: Path, path: Path, commit: str, attempts: int = 5) -> None:
+    """``git worktree add``, retried when a concurrent ``worktree remove`` deleted the
+    then-empty ``.git/worktrees`` directory under it (git does that; parallel
+    experiments hit it: "could not create directory of '.git/worktrees/…'")."""
+    for attempt in range(attempts):
+        try:
+            git(root, "worktree", "add", "--detach", "--quiet", str(path), commit)
+            return
+        except CanonError as exc:
+            if "could not create" not in exc.message or attempt == attempts - 1:
+                raise
+            shutil.rmtree(path, ignore_errors=True)
+            _backoff(0.05 * (attempt + 1))
+
+
+def _backoff(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 @contextlib.contextmanager
 def worktree(root: Path, commit: str, label: str, share: tuple[str, ...] = SHARED) -> Any:
     """A detached worktree of ``commit`` sharing the main workspace's ``.canon/``
     entries named in ``share`` (the object cache and the run cache by default)."""
     path = root / WORKTREES / f"{label}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    git(root, "worktree", "add", "--detach", "--quiet", str(path), commit)
+    _add_worktree(root, path, commit)
     try:
         state = path / ".canon"
         state.mkdir(exist_ok=True)
