@@ -81,6 +81,9 @@ class ContentReader:
     def __init__(self, root: Path, cache: StatCache) -> None:
         self.root = root
         self.cache = cache
+        # The last manifest built per tree, by walk fingerprint: a snapshot right after
+        # an observation (plan, then apply) reuses it instead of building it again.
+        self._built: dict[str, tuple[str, Manifest]] = {}
 
     def content(self, relpath: str) -> Content | None:
         """What is at workspace path ``relpath`` (``None``: nothing). Fast when unchanged."""
@@ -158,7 +161,12 @@ class ContentReader:
             hit = self.cache.dir_entry(relpath, walk.fingerprint, walk.max_mtime_ns)
             if hit is not None and hit.nfiles == walk.nfiles and hit.size == walk.size:
                 return Content(hit.digest, hit.size, hit.nfiles, True), None
-        manifest = self._manifest(relpath, walk, hashed_ns)
+        built = self._built.get(relpath)
+        if built is not None and built[0] == walk.fingerprint:
+            manifest = built[1]  # same files, same (inode, size, mtime): same manifest
+        else:
+            manifest = self._manifest(relpath, walk, hashed_ns)
+            self._built[relpath] = (walk.fingerprint, manifest)
         self.cache.record_dir(
             relpath, walk.fingerprint, manifest.digest, walk.nfiles, walk.size, hashed_ns
         )
