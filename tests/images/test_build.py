@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from canon.stores.objects import ObjectStore
 from canon.stores.oci.layout import ImageLayout
 from canon.stores.oci.spec import parse_manifest
 
@@ -130,15 +131,32 @@ def test_a_later_commit_built_with_the_cached_environment_equals_a_fresh_clone(
     assert "checked     image.base" in first.canon("build", "--check", "base").stdout
 
 
-def test_check_reports_a_different_rebuild(toy: Project) -> None:
+def test_check_rebuilds_what_the_lock_records_and_reports_a_different_digest(
+    toy: Project,
+) -> None:
     toy.canon("apply")
     toy.canon("build")
     assert "checked     image.model" in toy.canon("build", "--check").stdout
+    # the workspace moved on (an edit not applied): the check rebuilds the recorded output
     (toy.root / "build/model.json").write_text('{"w": [1, 1]}')
+    assert "checked     image.model" in toy.canon("build", "--check").stdout
+    lock = toy.root / "canon.lock"
+    recorded = lock.read_text()
+    lock.write_text(recorded.replace(toy.digest("model"), "sha256:" + "0" * 64))
     done = toy.canon("build", "--check", check=False)
     assert done.returncode == 1
     assert "differs     image.model" in done.stdout
     assert "rebuilding gave different digests for: model" in done.stderr
+    lock.write_text(recorded)
+    import yaml
+
+    out = yaml.safe_load(recorded)["profiles"]["default"]["stages"]["train"]["outs"]
+    digest = out["build/model.json"]["digest"]
+    ObjectStore(toy.root / ".canon/cache").drop([digest])
+    done = toy.canon("build", "--check", check=False)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"build/model.json as canon.lock records it ({digest})" in done.stderr
+    assert "canon pull" in done.stderr
 
 
 def test_unknown_artifact_and_uncommitted_project_are_clear_errors(tmp_path: Path) -> None:

@@ -20,12 +20,13 @@ from typing import Any
 from canon.declare.memo import load_project_memoised
 from canon.declare.project import ArtifactKind, ArtifactSpec, Project
 from canon.digest import Digest
-from canon.errors import CanonError, ImageError
+from canon.errors import CanonError, ImageError, StateError
 from canon.events import Emit, ImageBuilt, Notice
-from canon.executors.image.builder import Built, FetchBase, ImageBuilder
+from canon.executors.image.builder import Built, FetchBase, ImageBuilder, ReadFile
 from canon.executors.image.repo import tracked_changes
 from canon.observe.images import ImageState, image_states, resolve_commit
 from canon.stores.lockfile import read_lock, write_lock
+from canon.stores.objects import ObjectStore
 from canon.stores.oci import spec as oci
 from canon.stores.oci.layout import ImageLayout
 from canon.stores.records import ImageRecord, Lock, ProfileState
@@ -182,7 +183,10 @@ def check_images(
 ) -> list[str]:
     """Rebuild each recorded image from its commit in a scratch layout; compare digests.
 
-    Returns the names that differ (and raises ``ImageCheckError`` if any do)."""
+    A base is rebuilt from the commit its record names; a model from the outputs the
+    lock records (read verified from the object store, not the workspace, which may
+    have moved on) and the base rebuilt just before it. Returns the names that differ
+    (and raises ``ImageCheckError`` if any do)."""
     project = load_project_memoised(root, profile=profile)
     selected = _select(project, names)
     lock = read_lock(root)
@@ -192,7 +196,9 @@ def check_images(
     scratch_dir = Path(tempfile.mkdtemp(prefix="check-", dir=root / ".canon"))
     try:
         scratch = ImageLayout(scratch_dir)
-        builder = ImageBuilder(root, project, scratch, state, _copy_from(layout, scratch))
+        builder = ImageBuilder(
+            root, project, scratch, state, _copy_from(layout, scratch), _recorded_file(root, state)
+        )
         rebuilt: dict[str, Built] = {}
         for name in selected:
             spec = project.artifacts[name]
@@ -229,6 +235,30 @@ def check_images(
             "or the build is not reproducible (compare the layers with `canon images`)",
         )
     return differs
+
+
+def _recorded_file(root: Path, state: ProfileState) -> ReadFile:
+    """A model's added file as the lock records it: a stage output from the object store
+    (verified); a file no stage writes (committed with the code), from the workspace."""
+    outs = {path: c for r in state.stages.values() for path, c in r.outs.items()}
+    store = ObjectStore(root / ".canon" / "cache")
+
+    def read(path: str) -> bytes:
+        content = outs.get(path)
+        if content is None:
+            return (root / path).read_bytes()
+        if content.is_dir:
+            raise ImageError(f"{path} is a directory output; a model image adds files")
+        try:
+            return store.read_verified(content.digest)
+        except StateError as exc:
+            raise ImageError(
+                f"cannot check: {path} as canon.lock records it ({content.digest}) is not "
+                f"readable from the cache: {exc.message}",
+                hint="`canon pull` restores it from the remote; `canon apply` re-creates it",
+            ) from exc
+
+    return read
 
 
 def _copy_from(source: ImageLayout, target: ImageLayout) -> FetchBase:

@@ -112,10 +112,20 @@ def base_key(root: Path, project: Project, spec: ArtifactSpec, commit: str) -> D
 
 
 def model_provenance(
-    root: Path, spec: ArtifactSpec, state: ProfileState, base_digest: Digest, commit: str
+    root: Path,
+    spec: ArtifactSpec,
+    state: ProfileState,
+    base_digest: Digest,
+    commit: str,
+    contents: Mapping[str, bytes] | None = None,
 ) -> dict[str, Any]:
+    """What a model image says about itself. The added files are the workspace's, or
+    ``contents`` (path -> bytes) when given (``canon build --check``: the recorded ones)."""
     files: dict[str, str] = {}
     for path in spec.add:
+        if contents is not None:
+            files[path] = hash_bytes(contents[path])
+            continue
         full = root / path
         if not full.is_file():
             raise ImageError(

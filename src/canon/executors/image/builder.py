@@ -66,6 +66,7 @@ for line in sys.stdin:
 '''
 
 FetchBase = Callable[[str, str], oci.Descriptor]  # (reference, platform) -> manifest in layout
+ReadFile = Callable[[str], bytes]  # a model's added file (repo-relative path) -> its bytes
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,14 @@ class ImageBuilder:
         layout: ImageLayout,
         state: ProfileState,
         fetch_base: FetchBase | None = None,
+        read_file: ReadFile | None = None,
     ) -> None:
         self.root = root
         self.project = project
         self.layout = layout
         self.state = state
         self.fetch_base = fetch_base
+        self.read_file = read_file  # a model's added files; default: the workspace's
         self.cache = layout.root / "cache"
 
     # -- base ------------------------------------------------------------
@@ -227,13 +230,18 @@ class ImageBuilder:
     # -- model -----------------------------------------------------------
 
     def build_model(self, spec: ArtifactSpec, base: Built) -> Built:
+        read = self.read_file or (lambda p: (self.root / p).read_bytes())
+        contents = {p: read(p) for p in spec.add} if self.read_file is not None else None
         provenance = model_provenance(
-            self.root, spec, self.state, base.manifest.digest, base.commit
+            self.root, spec, self.state, base.manifest.digest, base.commit, contents
         )
         manifest, config = self.read_image(base.manifest)
         created = str(config.get("created") or rfc3339(0))
         mtime = calendar.timegm(time.strptime(created[:19], "%Y-%m-%dT%H:%M:%S"))
-        entries = [Entry.data(f"{REPO_DIR}/{p}", (self.root / p).read_bytes()) for p in spec.add]
+        entries = [
+            Entry.data(f"{REPO_DIR}/{p}", contents[p] if contents is not None else read(p))
+            for p in spec.add
+        ]
         entries.append(Entry.data(PROVENANCE, _pretty(provenance)))
         if spec.handler is not None:
             entries.append(Entry.data(SERVE_SCRIPT, SERVE, executable=True))
