@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from canon.stores.oci.layout import ImageLayout
-from canon.stores.oci.spec import MANIFEST, Descriptor, parse_manifest
+from canon.stores.oci.spec import MANIFEST, Descriptor, index_bytes, parse_manifest
 
 from .conftest import Project
 
@@ -103,3 +103,20 @@ def test_a_corrupt_manifest_stops_gc_before_it_deletes_anything(toy: Project) ->
     assert "gc stopped before deleting anything" in done.stderr and "corrupt" in done.stderr
     assert sorted(os.listdir(layout.blobs)) == before
     assert layout.has_blob(garbage)  # type: ignore[arg-type]
+
+
+def test_an_index_listing_a_kept_manifest_is_kept(toy: Project) -> None:
+    """A base pinned by a multi-platform index resolves through it: it stays, so a
+    rebuild needs no registry; an index listing only garbage goes."""
+    layout = ImageLayout(toy.root / ".canon/images")
+    retrain(toy, 0.1)
+    base = toy.digest("base")
+    size = len(layout.read_bytes(base))  # type: ignore[arg-type]
+    platform = {"os": "linux", "architecture": "amd64"}
+    listing = layout.put_bytes(index_bytes([Descriptor(MANIFEST, base, size, {}, platform)]))  # type: ignore[arg-type]
+    stale = layout.put_bytes(
+        index_bytes([Descriptor(MANIFEST, "sha256:" + "1" * 64, 10, {}, platform)])  # type: ignore[arg-type]
+    )
+    done = gc(toy, "--min-age", "0")
+    assert done["removed"] == [stale]
+    assert layout.has_blob(listing) and not layout.has_blob(stale)

@@ -27,7 +27,9 @@ Decisions:
 - **Images** (local gc only: ``.canon/images``). Roots: every image any of
   those locks records (its manifest and the image it was built on) and every
   tag in the layout's ``index.json`` (``canon pull-image`` tags without a
-  lock); kept is what they reach (index -> manifests -> config and layers).
+  lock); kept is what they reach (index -> manifests -> config and layers),
+  and an index that lists a kept manifest (a base pinned by a multi-platform
+  index resolves through it: rebuilding stays offline).
   ``canon build`` holds the repo lock, but ``pull-image`` writes blobs before
   it tags them without it, so unreferenced blobs younger than ``--min-age``
   (default ``IMAGE_MIN_AGE``, one hour) are kept, the tags are read again
@@ -222,7 +224,8 @@ def _gc_local(
 def _image_keep_set(layout: ImageLayout, recorded: set[Digest]) -> set[Digest]:
     tagged = {d.digest for d in layout.manifests()}
     try:
-        return layout.reachable(recorded | tagged)
+        keep = layout.reachable(recorded | tagged)
+        return keep | layout.indexes_listing(keep)
     except CanonError as exc:
         raise StateError(
             f"gc stopped before deleting anything: {exc.message}",

@@ -31,7 +31,7 @@ from typing import IO
 
 from canon import failpoints
 from canon.digest import BUFFER_SIZE, Digest, digest_of_hex, hex_of, is_digest
-from canon.errors import ImageError, IntegrityError
+from canon.errors import CanonError, ImageError, IntegrityError
 from canon.stores.atomic import atomic_write, fsync_dir
 from canon.stores.oci.spec import (
     INDEX_TYPES,
@@ -230,6 +230,23 @@ class ImageLayout:
             except ImageError:
                 continue  # not a manifest or index (a config or a small layer): a leaf
         return seen
+
+    def indexes_listing(self, manifests: set[Digest]) -> set[Digest]:
+        """The stored image indexes that list one of ``manifests``: what a base pinned
+        by a multi-platform index (``from: …@sha256:<index>``) was resolved through."""
+        found: set[Digest] = set()
+        for blob in self.stored():
+            if blob.digest is None or blob.digest in manifests or blob.size > MAX_DOCUMENT:
+                continue
+            try:
+                data = self.read_bytes(blob.digest, blob.size)
+                if media_type_of(data) in INDEX_TYPES and any(
+                    d.digest in manifests for d in parse_index(data)
+                ):
+                    found.add(blob.digest)
+            except CanonError:
+                continue  # not an index, or unreadable: not something to keep for this
+        return found
 
     def remove_blob(self, digest: Digest) -> None:
         with contextlib.suppress(FileNotFoundError):
