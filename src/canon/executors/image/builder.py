@@ -203,10 +203,10 @@ class ImageBuilder:
         cached = self._cached_layer(key)
         if cached is not None:
             return cached
-        entries = environment.install(requirements, spec.platform, python)
-        # not the commit's time: this layer is cached by its key across commits, and a
-        # fresh clone of a later commit must build the same bytes
-        layer = build_layer(self.layout, entries, ENV_MTIME)
+        with environment.installed(requirements, spec.platform, python) as entries:
+            # not the commit's time: this layer is cached by its key across commits, and
+            # a fresh clone of a later commit must build the same bytes
+            layer = build_layer(self.layout, entries, ENV_MTIME)
         self.cache.mkdir(parents=True, exist_ok=True)
         from canon.stores.atomic import atomic_write
 

@@ -20,6 +20,7 @@ What varies between two installs of the same lock, and how it is normalised
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import hashlib
 import io
@@ -27,6 +28,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from canon.errors import ImageError
@@ -58,8 +60,11 @@ def pip_command(requirements: Path, target: Path, platform: str, python: str) ->
     return [*cmd, "-r", str(requirements)]
 
 
-def install(requirements: bytes, platform: str, python: str) -> list[Entry]:
-    """Install the lock into a temp dir and return its files as normalised entries."""
+@contextlib.contextmanager
+def installed(requirements: bytes, platform: str, python: str) -> Iterator[list[Entry]]:
+    """Install the lock into a temp dir; its files as normalised entries, read only
+    when the layer writer reaches them (one file in memory at a time, not the whole
+    environment), while the context is open."""
     with tempfile.TemporaryDirectory(prefix="canon-env-") as tmp:
         req = Path(tmp) / "requirements.lock"
         req.write_bytes(requirements)
@@ -74,7 +79,7 @@ def install(requirements: bytes, platform: str, python: str) -> list[Entry]:
                 hint="every requirement must be pinned and have a wheel for the target "
                 "platform (only binary wheels can be installed for another platform)",
             )
-        return entries_of(target)
+        yield entries_of(target)
 
 
 def entries_of(site: Path) -> list[Entry]:
@@ -96,10 +101,13 @@ def entries_of(site: Path) -> list[Entry]:
                     continue
                 entries.append(Entry(path, "symlink", target=link))
                 continue
+            executable = os.access(full, os.X_OK)
             data = scripts.get(rel)
-            if data is None:
-                data = Path(full).read_bytes()
-            entries.append(Entry.data(path, data, executable=os.access(full, os.X_OK)))
+            if data is not None:
+                entries.append(Entry.data(path, data, executable=executable))
+            else:
+                size = os.path.getsize(full)
+                entries.append(Entry(path, "file", executable, Path(full).read_bytes, size))
     return entries
 
 
