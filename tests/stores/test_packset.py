@@ -144,3 +144,33 @@ def test_drop_removes_loose_and_packed(store: ObjectStore, tmp_path: Path) -> No
     dropped_all = [hash_bytes(v) for v in files.values()]
     store.drop(dropped_all)
     assert list(store.packs.root.iterdir()) == []
+
+
+def test_pinning_new_data_reads_each_file_once_and_stores_it(tmp_path: Path) -> None:
+    """An apply's observation of a never-pinned dataset stages its small files into
+    packs as it hashes them; add_tree then finds them stored (nothing loose but the
+    big file and the manifest), and an unused staging is discarded on close."""
+    from canon.observe.workspace import Workspace
+
+    files = many()
+    make_tree(tmp_path / "data", files)
+    with Workspace(tmp_path, stage_new_data=True) as ws:
+        content = ws.content("data", new_data=True)
+        assert content is not None
+        staged = list(ws.store.tmp.glob("pack-*"))
+        assert staged and not ws.store.packs.root.exists()  # staged, not yet visible
+        snap = ws.snapshot("data")
+        assert snap is not None and snap[1] is not None
+        assert ws.store.add_tree(tmp_path / "data", snap[1]) == content.digest
+        assert list(ws.store.tmp.glob("pack-*")) == []
+        assert len(loose_objects(ws.store)) == 2
+        assert all(ws.store.read_verified(hash_bytes(v)) == v for v in files.values())
+    make_tree(tmp_path / "data" / "more", {f"n{i}": b"new %d" % i for i in range(100)})
+    with Workspace(tmp_path, stage_new_data=True) as ws:
+        assert ws.content("data", new_data=True) is not None
+        assert list(ws.store.tmp.glob("pack-*"))  # staged for a pin that never came
+    assert list(ObjectStore(tmp_path / ".canon" / "cache").tmp.glob("pack-*")) == []
+    with Workspace(tmp_path) as ws:  # status: never writes
+        (tmp_path / "data" / "newer.csv").write_bytes(b"y\n")
+        assert ws.content("data", new_data=True) is not None
+        assert list(ws.store.tmp.glob("pack-*")) == []

@@ -147,7 +147,7 @@ def run_apply(
                     f"taking over{orphans}"
                 )
             )
-        with Workspace(root) as ws:
+        with Workspace(root, stage_new_data=True) as ws:
             planned = make_plan(
                 root, profile=profile, targets=targets, force=options.force, ws=ws, with_commit=True
             )

@@ -34,7 +34,7 @@ import os
 import stat
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from hashlib import sha256
 from pathlib import Path
 from typing import NamedTuple
@@ -45,7 +45,11 @@ from canon.stores.manifest import Manifest, ManifestEntry, normal_mode, path_pro
 from canon.stores.records import Content
 from canon.stores.statcache import FileStat, StatCache, digest_of, same_inode
 
-__all__ = ["Content", "ContentReader", "digest_path"]
+__all__ = ["Content", "ContentReader", "Hasher", "digest_path", "hash_files"]
+
+# Per file: its digest and (inode, size, mtime_ns) as of *after* reading, or None.
+HashResult = tuple[Digest, int, int, int] | None
+Hasher = Callable[[Sequence[str], Sequence[int]], list[HashResult]]
 
 ATTEMPTS = 3  # walks of a directory that keeps changing under us, before giving up
 _FINGERPRINT_VERSION = b"canon-fingerprint-1\x00"
@@ -85,9 +89,11 @@ class ContentReader:
         # an observation (plan, then apply) reuses it instead of building it again.
         self._built: dict[str, tuple[str, Manifest]] = {}
 
-    def content(self, relpath: str) -> Content | None:
-        """What is at workspace path ``relpath`` (``None``: nothing). Fast when unchanged."""
-        snap = self._observe(relpath, want_manifest=False)
+    def content(self, relpath: str, hasher: Hasher | None = None) -> Content | None:
+        """What is at workspace path ``relpath`` (``None``: nothing). Fast when unchanged.
+        ``hasher`` replaces the default for the files of a tree that must be hashed
+        (the object store's ``hash_and_stage`` stores them as it hashes)."""
+        snap = self._observe(relpath, want_manifest=False, hasher=hasher)
         return None if snap is None else snap[0]
 
     def snapshot(self, relpath: str) -> tuple[Content, Manifest | None] | None:
@@ -98,7 +104,7 @@ class ContentReader:
     # -- dispatch -------------------------------------------------------------------
 
     def _observe(
-        self, relpath: str, *, want_manifest: bool
+        self, relpath: str, *, want_manifest: bool, hasher: Hasher | None = None
     ) -> tuple[Content, Manifest | None] | None:
         _check_relpath(relpath)
         for _ in range(ATTEMPTS):
@@ -110,7 +116,7 @@ class ContentReader:
             try:
                 if stat.S_ISREG(st.st_mode):
                     return self._file(relpath, st, observed_ns), None
-                return self._tree(relpath, want_manifest, observed_ns)
+                return self._tree(relpath, want_manifest, observed_ns, hasher or hash_files)
             except _Changed:
                 continue
         raise StateError(
@@ -154,7 +160,7 @@ class ContentReader:
     # -- one directory --------------------------------------------------------------
 
     def _tree(
-        self, relpath: str, want_manifest: bool, hashed_ns: int
+        self, relpath: str, want_manifest: bool, hashed_ns: int, hasher: Hasher
     ) -> tuple[Content, Manifest | None]:
         walk = _walk(self.root / relpath, relpath)
         if not want_manifest:
@@ -165,7 +171,7 @@ class ContentReader:
         if built is not None and built[0] == walk.fingerprint:
             manifest = built[1]  # same files, same (inode, size, mtime): same manifest
         else:
-            manifest = self._manifest(relpath, walk, hashed_ns)
+            manifest = self._manifest(relpath, walk, hashed_ns, hasher)
             self._built[relpath] = (walk.fingerprint, manifest)
         self.cache.record_dir(
             relpath, walk.fingerprint, manifest.digest, walk.nfiles, walk.size, hashed_ns
@@ -173,7 +179,7 @@ class ContentReader:
         self.cache.flush()
         return Content(manifest.digest, walk.size, walk.nfiles, True), manifest
 
-    def _manifest(self, relpath: str, walk: _Walk, hashed_ns: int) -> Manifest:
+    def _manifest(self, relpath: str, walk: _Walk, hashed_ns: int, hasher: Hasher) -> Manifest:
         # Flat lists and no per-file objects: this loop runs once per file of the tree.
         rows = self.cache.files_under(relpath)
         pop = rows.pop
@@ -212,7 +218,7 @@ class ContentReader:
         if missing:
             abs_top = str(self.root / relpath) + "/"
             todo = [abs_top + paths[j] for j in missing]
-            found = run_on_cores(_hash_checked, todo, [sizes[j] for j in missing])
+            found = hasher(todo, [sizes[j] for j in missing])
             fresh: list[tuple[str, FileStat, Digest]] = []
             for j, res in zip(missing, found, strict=True):
                 key = FileStat(inos[j], sizes[j], mtimes[j])
@@ -228,6 +234,11 @@ class ContentReader:
             if d is not None
         ]
         return Manifest.build(entries, where=relpath)
+
+
+def hash_files(paths: Sequence[str], sizes: Sequence[int]) -> list[HashResult]:
+    """The default hasher: read-only, on every core."""
+    return run_on_cores(_hash_checked, paths, sizes)
 
 
 def digest_path(root: Path, relpath: str, cache: StatCache) -> Content | None:
@@ -293,7 +304,7 @@ def _pack(ints: list[int]) -> bytes:
         return (" ".join(map(str, ints)) + "\n").encode()
 
 
-def _hash_checked(paths: Sequence[str]) -> list[tuple[Digest, int, int, int] | None]:
+def _hash_checked(paths: Sequence[str]) -> list[HashResult]:
     """Per path: digest and ``(inode, size, mtime_ns)`` as of *after* hashing, or
     ``None`` if it could not be read. A caller compares that stat with the one it
     saw before, to catch files that changed mid-hash. Runs in worker processes."""

@@ -56,7 +56,7 @@ def observe_dataset(
 def _workspace_source(
     ds: DatasetSpec, ws: Workspace, pin: DatasetRecord | None, cached: bool, drift: bool
 ) -> DataObservation:
-    content = ws.content(ds.path)
+    content = ws.content(ds.path, new_data=pin is None)
     if content is None:
         return DataObservation(missing=True, cached=cached)
     if pin is None or not drift or content.digest == pin.content.digest:

@@ -38,8 +38,12 @@ class MissingInputError(CanonError):
 class Workspace:
     """The project root and its ``.canon/`` state. Thread-safe for hashing."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, stage_new_data: bool = False) -> None:
+        """``stage_new_data``: the caller (an apply) is about to pin datasets, so a
+        never-pinned dataset's files are copied into the cache as they are hashed
+        (one read instead of two; see ``ObjectStore.hash_and_stage``)."""
         self.root = root
+        self.stage_new_data = stage_new_data
         self.state = root / STATE_DIR
         self.store = ObjectStore(self.state / "cache")
         self.runs = RunCache(self.state / "runs")
@@ -54,8 +58,11 @@ class Workspace:
             self._reader = ContentReader(self.root, self._statcache)
         return self._reader
 
-    def content(self, path: str) -> Content | None:
+    def content(self, path: str, *, new_data: bool = False) -> Content | None:
+        """What is at ``path``; ``new_data``: it is a dataset about to be pinned."""
         with self._guard:
+            if new_data and self.stage_new_data:
+                return self.reader.content(path, self.store.hash_and_stage)
             return self.reader.content(path)
 
     def snapshot(self, path: str) -> tuple[Content, Manifest | None] | None:
@@ -65,6 +72,7 @@ class Workspace:
 
     def close(self) -> None:
         with self._guard:
+            self.store.discard_staged()
             if self._statcache is not None:
                 self._statcache.close()
                 self._statcache = None

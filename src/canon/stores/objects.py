@@ -36,6 +36,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -57,7 +58,14 @@ from canon.errors import IntegrityError, PathError, StateError
 from canon.stores.atomic import fsync_dir
 from canon.stores.fsops import discard, remove, rmdirs, swap_in, syncfs, unlink, write_all
 from canon.stores.manifest import MODE_FILE, Manifest
-from canon.stores.packs import SMALL_OBJECT, PackEntry, PackIndex, plan_packs
+from canon.stores.packs import (
+    PACK_MAGIC,
+    PACK_TARGET,
+    SMALL_OBJECT,
+    PackEntry,
+    PackIndex,
+    plan_packs,
+)
 from canon.stores.packset import (
     PACK_MIN_OBJECTS,
     Packed,
@@ -65,6 +73,7 @@ from canon.stores.packset import (
     PackWriter,
     Slot,
     StagedPack,
+    pack_name,
     read_slot,
 )
 
@@ -86,6 +95,9 @@ class ObjectStore:
         self.tmp = root / "tmp"
         self._prefix = str(self.objects) + "/"  # strings, not Paths: has() runs 10^5 times
         self.packs = PackSet(root / "packs")
+        # Packs written by ``hash_and_stage`` but not yet visible: temp path -> layout.
+        self._staged: dict[str, list[tuple[int, int, Digest]]] = {}
+        self._staged_lock = threading.Lock()
 
     def path_of(self, d: Digest) -> Path:
         """Where object ``d`` lives (``StateError`` if ``d`` is not a digest)."""
@@ -195,6 +207,7 @@ class ObjectStore:
         checked against the manifest as it is copied (``IntegrityError`` naming
         the path if it changed since the manifest was made). Many small files go
         into pack files (``canon.stores.packset``), the rest into loose objects."""
+        self._publish_staged()
         base = str(src_dir) + "/"
         first: dict[Digest, tuple[str, int]] = {}
         for e in manifest:
@@ -217,6 +230,49 @@ class ObjectStore:
             rmdirs(chunk_dirs)
         failpoints.hit("objects.tree_before_manifest")
         return self.add_bytes(manifest.to_bytes())
+
+    def hash_and_stage(
+        self, paths: Sequence[str], sizes: Sequence[int]
+    ) -> list[tuple[Digest, int, int, int] | None]:
+        """Hash files for an observation that is about to be stored (a dataset being
+        pinned): small files are copied into temp packs *as they are hashed*, so
+        ``add_tree`` finds them already stored instead of reading them a second time.
+        Per path, as ``observe.content``'s hasher: digest and ``(inode, size,
+        mtime_ns)`` after reading, or ``None`` if unreadable. Staged packs become
+        visible at the next ``add_tree`` (``discard_staged`` drops them)."""
+        tmp = str(self.tmp) if len(paths) >= PACK_MIN_OBJECTS else ""
+        if tmp:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+        jobs = [(p, tmp) for p in paths]
+        out: list[tuple[Digest, int, int, int] | None] = []
+        with self._staged_lock:
+            for r in run_on_cores(_hash_and_pack, jobs, sizes):
+                if r is None:
+                    out.append(None)
+                    continue
+                d, ino, size, mtime, pack, offset, length = r
+                if pack:
+                    self._staged.setdefault(pack, []).append((offset, length, Digest(d)))
+                out.append((Digest(d), ino, size, mtime))
+        return out
+
+    def discard_staged(self) -> None:
+        """Remove staged packs that were never published (the pin did not happen)."""
+        with self._staged_lock:
+            for tmp in self._staged:
+                unlink(tmp)
+            self._staged.clear()
+
+    def _publish_staged(self) -> None:
+        with self._staged_lock:
+            if not self._staged:
+                return
+            staged = [
+                StagedPack(tmp, _layout_index(layout)) for tmp, layout in self._staged.items()
+            ]
+            self._staged.clear()
+        syncfs(self.tmp)  # the packs' bytes durable before their indexes exist
+        self.packs.publish(staged)
 
     def _stage_packs(
         self, small: list[Digest], todo: dict[Digest, tuple[str, int]]
@@ -622,9 +678,76 @@ def _pack_chunk(
     return out
 
 
+def _hash_and_pack(
+    jobs: Sequence[tuple[str, str]],
+) -> list[tuple[str, int, int, int, str, int, int] | None]:
+    """Hash each ``(path, tmp_dir)``; small files are also appended to this chunk's temp
+    pack(s) under ``tmp_dir`` (none if it is ""). Per job ``(digest, inode, size,
+    mtime_ns, pack, offset, length)`` with the stat taken after reading (pack "" and
+    offset -1 when not packed), or ``None`` if the path could not be read."""
+    out: list[tuple[str, int, int, int, str, int, int] | None] = []
+    writer: PackWriter | None = None
+    try:
+        for path, tmp_dir in jobs:
+            try:
+                fd = os.open(path, _READ)
+            except OSError:
+                out.append(None)
+                continue
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    out.append(None)
+                    continue
+                if not tmp_dir or st.st_size > SMALL_OBJECT:
+                    d = hash_fd(fd)[0]
+                    after = os.fstat(fd)
+                    out.append((d, after.st_ino, after.st_size, after.st_mtime_ns, "", -1, -1))
+                    continue
+                data = _read_fd(fd, st.st_size)
+                after = os.fstat(fd)
+            except OSError:
+                out.append(None)
+                continue
+            finally:
+                os.close(fd)
+            if writer is None or writer.nbytes >= PACK_TARGET:
+                if writer is not None:
+                    writer.close()
+                writer = PackWriter(tmp_dir)
+            d = hash_bytes(data)
+            offset = writer.nbytes
+            writer.add(d, data)
+            out.append(
+                (d, after.st_ino, after.st_size, after.st_mtime_ns, writer.tmp, offset, len(data))
+            )
+    except BaseException:
+        if writer is not None:
+            writer.abandon()
+        raise
+    if writer is not None:
+        writer.close()
+    return out
+
+
+def _layout_index(layout: list[tuple[int, int, Digest]]) -> PackIndex:
+    """The index of a staged pack from its layout (offset, length, digest) entries."""
+    entries = [PackEntry(d, o, n) for o, n, d in sorted(layout)]
+    size = entries[-1].offset + entries[-1].length if entries else len(PACK_MAGIC)
+    unique = {e.digest: e for e in reversed(entries)}  # first copy of a duplicate wins
+    return PackIndex(pack_name(entries), size, tuple(sorted(unique.values())))
+
+
 def _index_of(result: tuple[str, str, str, int, list[tuple[str, int, int]]]) -> PackIndex:
     _, _, pack, size, entries = result
     return PackIndex(pack, size, tuple(PackEntry(Digest(PREFIX + h), o, n) for h, o, n in entries))
+
+
+def _read_fd(fd: int, size: int) -> bytes:
+    parts = [os.read(fd, size + 1)]
+    while len(parts[-1]) and sum(map(len, parts)) > size:  # it grew: read it all
+        parts.append(os.read(fd, 1 << 20))
+    return b"".join(parts)
 
 
 def _read_small(src: str) -> bytes:
@@ -641,10 +764,7 @@ def _read_small(src: str) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise PathError(f"{src} is not a regular file")
-        parts = [os.read(fd, st.st_size + 1)]
-        while len(parts[-1]) and sum(map(len, parts)) > st.st_size:  # it grew: read it all
-            parts.append(os.read(fd, 1 << 20))
-        return b"".join(parts)
+        return _read_fd(fd, st.st_size)
     finally:
         os.close(fd)
 

@@ -10,7 +10,8 @@ index saying where each lies. Same format as a remote's packs
     .canon/cache/packs/<P>.pack    b"canon-pack 1\\n" + object bytes back to back
     .canon/cache/packs/<P>.idx     its index (sorted "hex offset length" lines, "end N")
 
-``<P>`` is the sha256 of the pack's bytes: a pack is immutable.
+``<P>`` is the sha256 of the pack's layout (``pack_name``), which fixes its bytes:
+a pack is immutable.
 
 Invariants (RELIABILITY.md 1 and 2): a pack is written to ``tmp/``, made durable,
 renamed into ``packs/``, and only then is its index written (temp + rename).
@@ -82,6 +83,13 @@ class PackSet:
             slot = self._where.get(hexd)
         return slot
 
+    def locate_many(self, hexes: Iterable[str]) -> set[str]:
+        """Which of ``hexes`` are packed (one staleness check for the lot)."""
+        if self._stamp is None or self._stale():
+            self._load()
+        where = self._where
+        return {h for h in hexes if h in where}
+
     def entries(self) -> list[Packed]:
         """Every packed object (after a fresh load)."""
         self._load()
@@ -127,16 +135,20 @@ class PackSet:
 
     def publish(self, staged: Sequence[StagedPack]) -> None:
         """Make staged packs (durable temp files: the caller ran ``syncfs``) visible:
-        each pack renamed into place, then its index written; then one ``syncfs``."""
+        each pack renamed into place, then its index written. The caller syncs after."""
         if not staged:
             return
+        fresh = self._stamp is not None and not self._stale()
         self.root.mkdir(parents=True, exist_ok=True)
         for sp in staged:
             final = self.root / (sp.pack_index.pack + ".pack")
             os.replace(sp.tmp, final)  # same name = same bytes: replacing is harmless
             _write_index(self.root, sp.pack_index)
-        syncfs(self.root)
-        self._stamp = None  # reload on next lookup
+            for e in sp.pack_index.entries:
+                self._where.setdefault(hex_of(e.digest), Slot(str(final), e.offset, e.length))
+        # Up to date before these packs: still up to date, with them (no reload of every
+        # index for the next lookup). Otherwise the next miss reloads.
+        self._stamp = os.stat(self.root).st_mtime_ns if fresh else None
 
     # -- removing ----------------------------------------------------------------------
 
@@ -159,6 +171,7 @@ class PackSet:
                 if staged is not None:
                     syncfs(tmp_dir)
                     self.publish([staged])
+                    syncfs(self.root)  # the survivors durable before their old pack goes
             idx = pack[: -len(".pack")] + ".idx"
             with contextlib.suppress(OSError):
                 freed += os.stat(pack).st_size
@@ -201,30 +214,49 @@ class PackWriter:
 
     def __init__(self, tmp_dir: str) -> None:
         self.fd, self.tmp = tempfile.mkstemp(prefix="pack-", suffix=".tmp", dir=tmp_dir)
-        self._h = hashlib.sha256(PACK_MAGIC)
         self._size = len(PACK_MAGIC)
         self._entries: list[PackEntry] = []
         write_all(self.fd, memoryview(PACK_MAGIC))
 
     def add(self, d: Digest, data: bytes | memoryview) -> None:
+        """Append ``data``, which the caller has checked hashes to ``d``."""
         self._entries.append(PackEntry(d, self._size, len(data)))
-        self._h.update(data)
         write_all(self.fd, memoryview(data))
         self._size += len(data)
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def finish(self) -> StagedPack:
+    @property
+    def nbytes(self) -> int:
+        return self._size
+
+    def close(self) -> None:
+        """Finish writing (read-only from now on); the layout is the caller's to keep."""
         os.fchmod(self.fd, PACK_MODE)
         os.close(self.fd)
-        entries = tuple(sorted(self._entries, key=lambda e: e.digest))
-        return StagedPack(self.tmp, PackIndex(self._h.hexdigest(), self._size, entries))
+
+    def finish(self) -> StagedPack:
+        self.close()
+        unique = {e.digest: e for e in reversed(self._entries)}  # first copy of a duplicate
+        entries = tuple(sorted(unique.values()))
+        return StagedPack(self.tmp, PackIndex(pack_name(self._entries), self._size, entries))
 
     def abandon(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.fd)
         unlink(self.tmp)
+
+
+def pack_name(entries: Sequence[PackEntry]) -> str:
+    """A local pack's name: the sha256 of its layout (each object's digest, offset and
+    length, in pack order). Objects are content-addressed, so the layout fixes every
+    byte of the pack: equal names mean equal packs, without hashing the pack's bytes
+    a second time (each object was hashed as it was read)."""
+    h = hashlib.sha256(PACK_MAGIC)
+    for e in entries:
+        h.update(f"{e.digest} {e.offset} {e.length}\n".encode())
+    return h.hexdigest()
 
 
 def read_slot(slot: Slot) -> bytes:
