@@ -13,7 +13,7 @@ Workloads (generators in bench/workloads/, copied from the shared workloads):
   W2  50,000 small files: first pin/add, status with nothing changed, after 10 changes.
   W1  one 1 GiB file: first pin/add, first hash, against sha256sum.
   startup: `canon --help` and `canon status` on the 100-stage chain, absolutely.
-  W4  experiments (bench/w4.py, not in the default list: ~10 min with DVC's 100
+  W4  experiments (bench/w4.py, not in the default list: ~7 min with DVC's 100
       experiments): exp run overhead, 8 queued with 2 workers, exp show, weather -j 1/2.
 
 Every figure is one whole command started with subprocess and timed with
