@@ -14,6 +14,7 @@ import pytest
 
 import canon.digest as digest_mod
 import canon.stores.fsops as fsops
+import canon.stores.objectio as objectio
 import canon.stores.objects as objects_mod
 from canon.digest import Digest, hash_bytes, hex_of
 from canon.errors import IntegrityError, PathError, StateError
@@ -114,7 +115,7 @@ def test_add_file_skips_copy_when_present(
     def no_copy(*a: object) -> None:
         raise AssertionError("copied an object that was already present")
 
-    monkeypatch.setattr(objects_mod, "_copy_hashing", no_copy)
+    monkeypatch.setattr(objects_mod, "copy_hashing", no_copy)
     assert store.add_file(src, d) == d
 
 
@@ -439,7 +440,7 @@ def test_reflinked_copies_are_read_back_and_verified(
         os.copy_file_range(src_fd, dst_fd, os.fstat(src_fd).st_size)
         return True
 
-    monkeypatch.setattr(objects_mod, "_reflink", fake_reflink)
+    monkeypatch.setattr(objectio, "_reflink", fake_reflink)
     make_tree(tmp_path / "ws" / "data")
     manifest = snapshot(tmp_path / "ws", "data")
     d = store.add_tree(tmp_path / "ws" / "data", manifest)
@@ -451,7 +452,7 @@ def test_reflinked_copies_are_read_back_and_verified(
         os.write(dst_fd, b"not what was cloned")
         return True
 
-    monkeypatch.setattr(objects_mod, "_reflink", lying_reflink)
+    monkeypatch.setattr(objectio, "_reflink", lying_reflink)
     with pytest.raises(IntegrityError, match=f"object {big} is corrupt"):
         store.restore(big, tmp_path / "f", is_dir=False)
     assert not (tmp_path / "f").exists()
