@@ -120,3 +120,14 @@ def test_an_index_listing_a_kept_manifest_is_kept(toy: Project) -> None:
     done = gc(toy, "--min-age", "0")
     assert done["removed"] == [stale]
     assert layout.has_blob(listing) and not layout.has_blob(stale)
+
+
+def test_scratch_layouts_of_killed_checks_go_after_an_hour(toy: Project) -> None:
+    old, running = toy.root / ".canon/check-killed", toy.root / ".canon/check-running"
+    for d in (old, running):
+        (d / "blobs/sha256").mkdir(parents=True)
+        (d / "blobs/sha256/x").write_bytes(b"a layer being rebuilt")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert gc(toy, "--dry-run")["temp"] == 1 and old.exists()
+    assert gc(toy)["temp"] == 1
+    assert not old.exists() and running.exists()

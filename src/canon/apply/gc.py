@@ -33,8 +33,9 @@ Decisions:
   ``canon build`` holds the repo lock, but ``pull-image`` writes blobs before
   it tags them without it, so unreferenced blobs younger than ``--min-age``
   (default ``IMAGE_MIN_AGE``, one hour) are kept, the tags are read again
-  just before deleting, and temp files of interrupted writes go after an
-  hour. A corrupt manifest stops gc before it deletes anything (its layers
+  just before deleting, and temp files of interrupted writes (and
+  ``.canon/check-*`` scratch layouts of killed ``canon build --check`` runs)
+  go after an hour. A corrupt manifest stops gc before it deletes anything (its layers
   could not be known).
 """
 
@@ -43,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -152,6 +154,7 @@ def run_gc(
             keep_images = _image_keep_set(layout, referenced_images(locks))  # before any delete
             result = _gc_local(root, store, roots, dry_run, min_age or 0.0, emit)
             result.images = _gc_images(layout, keep_images, dry_run, image_age)
+            result.images.temp += _stale_checks(root / STATE_DIR, dry_run)
             return result
         project = load_project_memoised(root, profile=profile)
         rem = open_remote(choose_remote(project, remote), root)
@@ -262,6 +265,20 @@ def _gc_images(
     result.removed = sorted(doomed)
     result.size = sum(doomed.values())
     return result
+
+
+def _stale_checks(state: Path, dry_run: bool) -> int:
+    """Scratch layouts of ``canon build --check`` runs that were killed (a finished
+    check removes its own); a running one is younger than ``TEMP_MIN_AGE``."""
+    from canon.apply.images import CHECK_PREFIX
+
+    stale = 0
+    for d in state.glob(f"{CHECK_PREFIX}*"):
+        if d.is_dir() and not d.is_symlink() and time.time() - _mtime(str(d)) > TEMP_MIN_AGE:
+            stale += 1
+            if not dry_run:
+                shutil.rmtree(d, ignore_errors=True)
+    return stale
 
 
 def _run_outputs(entry: Path) -> list[Digest] | None:

@@ -32,6 +32,7 @@ from canon.stores.oci.layout import ImageLayout
 from canon.stores.records import ImageRecord, Lock, ProfileState
 
 IMAGES_DIR = ".canon/images"
+CHECK_PREFIX = "check-"  # .canon/check-*: a `build --check` scratch layout (gc removes stale ones)
 
 
 class ImageCheckError(CanonError):
@@ -193,7 +194,7 @@ def check_images(
     state = lock.state(project.profile)
     layout = layout_of(root)
     differs: list[str] = []
-    scratch_dir = Path(tempfile.mkdtemp(prefix="check-", dir=root / ".canon"))
+    scratch_dir = Path(tempfile.mkdtemp(prefix=CHECK_PREFIX, dir=root / ".canon"))
     try:
         scratch = ImageLayout(scratch_dir)
         builder = ImageBuilder(
