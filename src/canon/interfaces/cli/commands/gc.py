@@ -93,5 +93,8 @@ def command(
                 "(default 1 hour: `canon pull-image` may be writing them)"
             )
         if images.temp:
-            click.echo(f"{verb} {images.temp} temp file(s) of interrupted image writes")
+            click.echo(
+                f"{verb} {images.temp} temp file(s) or scratch layout(s) "
+                "of killed image writes/checks"
+            )
     return 0
