@@ -11,7 +11,6 @@ import importlib
 import os
 import re
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +106,8 @@ def _redacted(text: str) -> str:
 
 def _show_error(err: CanonError, verbose: bool) -> None:
     if verbose:
+        import traceback
+
         traceback.print_exc()
     lines = [f"error: {err.message}"]
     lines += [f"  {line}" for line in err.details()]
@@ -157,6 +158,8 @@ def main(argv: list[str] | None = None) -> Any:
         # the machine said no (disk full, permissions, a file where a directory
         # should be): say what and where, without a traceback
         if verbose:
+            import traceback
+
             traceback.print_exc()
         where = f": {exc.filename}" if exc.filename else ""
         click.echo(_redacted(f"error: {exc.strerror or exc}{where}"), err=True)
@@ -164,6 +167,8 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(2)
     except Exception as exc:  # a bug in canon, not the user's mistake
         if verbose:
+            import traceback
+
             traceback.print_exc()
         click.echo(_redacted(f"error: internal error: {type(exc).__name__}: {exc}"), err=True)
         click.echo("hint: rerun with --verbose for the traceback, and report it", err=True)
