@@ -54,3 +54,22 @@ def test_parse_refuses_anything_malformed(data: bytes) -> None:
 def test_duplicate_paths_are_refused() -> None:
     with pytest.raises(StateError, match="twice"):
         idx(("a", 1, "x"), ("a", 2, "y"))
+
+
+def test_manifest_drift_reads_only_the_lines_that_differ() -> None:
+    from canon.digest import hash_bytes
+    from canon.stores.manifest import Manifest, ManifestEntry
+    from canon.stores.sourceindex import manifest_drift
+
+    def m(files: dict[str, tuple[bytes, int]]) -> Manifest:
+        return Manifest.build(
+            ManifestEntry(p, len(b), mode, hash_bytes(b)) for p, (b, mode) in files.items()
+        )
+
+    pinned = m({"a": (b"1", 0o644), "b": (b"2", 0o644), "c": (b"3", 0o644), "d": (b"4", 0o644)})
+    now = m({"a": (b"1", 0o644), "b": (b"two", 0o644), "c": (b"3", 0o755), "e": (b"5", 0o644)})
+    drift = manifest_drift(pinned.to_bytes(), now)
+    assert drift == Drift(added=("e",), removed=("d",), changed=("b", "c"))
+    assert manifest_drift(now.to_bytes(), now) == Drift()
+    with pytest.raises(StateError, match="not 'mode size sha256 path'"):
+        manifest_drift(b"garbage line\n", now)

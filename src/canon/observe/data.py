@@ -74,7 +74,7 @@ def _workspace_source(
     snap = ws.snapshot(ds.path)
     if snap is None or snap[1] is None:
         return DataObservation(missing=snap is None, source=content, cached=cached)
-    found = manifest_drift(ws.store.manifest(pin.content.digest), snap[1])
+    found = manifest_drift(ws.store.read_verified(pin.content.digest), snap[1])
     return DataObservation(source=content, cached=cached, drift=found)
 
 

@@ -156,6 +156,27 @@ class SourceIndex:
         )
 
 
-def manifest_drift(pinned: Manifest, now: Manifest) -> Drift:
-    """Added / removed / changed files between two manifests (by path and digest)."""
-    return SourceIndex.of_manifest(pinned).drift_to(SourceIndex.of_manifest(now))
+def manifest_drift(pinned: bytes, now: Manifest) -> Drift:
+    """Added / removed / changed files from the pinned manifest's bytes (verified by
+    their digest) to ``now``. Only the lines that differ are looked at: ten changed
+    files in 50,000 cost ten parsed lines, not two sorted indexes. A file whose
+    mode, size or content changed is "changed"."""
+    then_lines = set(pinned.split(b"\n"))
+    now_lines = set(now.to_bytes().split(b"\n"))
+    then = {_line_path(x) for x in then_lines - now_lines if x}
+    seen = {_line_path(x) for x in now_lines - then_lines if x}
+    return Drift(
+        added=tuple(sorted(seen - then)),
+        removed=tuple(sorted(then - seen)),
+        changed=tuple(sorted(seen & then)),
+    )
+
+
+def _line_path(line: bytes) -> str:
+    parts = line.split(b" ", 3)
+    if len(parts) != 4:
+        raise StateError("a manifest line is not 'mode size sha256 path'")
+    try:
+        return parts[3].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StateError("a manifest path is not UTF-8") from exc
