@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -81,7 +82,7 @@ def test_missing_bucket_down_endpoint_and_5xx_are_typed(s3: S3Server, make: Any)
         s3.clear_faults()
 
 
-def test_a_listed_only_remote_never_imports_s3fs(s3: S3Server) -> None:
+def test_a_listed_only_remote_never_imports_s3fs(s3: S3Server, tmp_path: Path) -> None:
     url = f"s3://{s3.new_bucket()}/p"
     FsspecRemote(url, endpoint_url=s3.endpoint).put_bytes("packs/a.idx", b"1")
     code = (
@@ -89,10 +90,16 @@ def test_a_listed_only_remote_never_imports_s3fs(s3: S3Server) -> None:
         "from canon.declare.project import RemoteSpec\n"
         "from canon.stores.remotes import LazyRemote\n"
         f"r = LazyRemote(RemoteSpec('s3', {url!r}, {s3.endpoint!r}), Path('.'))\n"
-        "print(sorted(r.list('packs/')), 's3fs' in sys.modules, 'botocore' in sys.modules)\n"
+        "from canon.stores.remotes.catalog import Catalog\n"
+        "c = Catalog.list_only(r, Path('rec'))  # what a no-op push does\n"
+        "print(sorted(c.listing), 's3fs' in sys.modules, 'botocore' in sys.modules)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **s3.env}
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **s3.env},
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["['packs/a.idx']", "False", "False"]

@@ -68,7 +68,7 @@ class LazyRemote:
             from canon.stores.remotes.s3list import light_lister
 
             self._lister = light_lister(spec.url, spec.endpoint_url, spec.region)
-        local = scheme_of(spec.url) in (None, "file")
+        local = self._local = scheme_of(spec.url) in (None, "file")
         shown = redact(spec.url)
         if local:
             path = spec.url[len("file://") :] if spec.url.startswith("file://") else spec.url
@@ -88,8 +88,9 @@ class LazyRemote:
         return self._display
 
     def shareable(self) -> Remote | None:
-        """The opened remote if worker processes can use it (see ``shareable``)."""
-        return shareable(self.remote)
+        """The opened remote if worker processes can use it (see ``shareable``); only
+        a directory can be, so nothing else is opened to ask."""
+        return shareable(self.remote) if self._local else None
 
     def list(self, prefix: str) -> Mapping[str, RemoteFile]:
         if self._lister is not None:

@@ -32,6 +32,7 @@ from canon.digest import PREFIX, Digest
 from canon.errors import StateError
 from canon.stores.atomic import atomic_write
 from canon.stores.packs import PackIndex
+from canon.stores.remotes import shareable
 from canon.stores.remotes.protocol import OBJECTS, PACKS, Remote, RemoteFile, index_key
 
 _HEX = frozenset("0123456789abcdef")
@@ -61,7 +62,12 @@ class Catalog:
         """One listing (``packs/`` and ``objects/``); whole objects are located,
         packed ones only after ``read_indexes``."""
         cat = cls(remote, record_dir)
-        listing = {**remote.list(PACKS), **remote.list(OBJECTS)}
+        if shareable(remote) is not None:  # a directory: walked here, nothing to wait for
+            listing = {**remote.list(PACKS), **remote.list(OBJECTS)}
+        else:  # a server: both listings in flight at once (a no-op push waits for one)
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                packs, objects = pool.map(remote.list, (PACKS, OBJECTS))
+            listing = {**packs, **objects}
         cat._listing = listing
         cat.fingerprint = _fingerprint(listing)
         names: dict[str, set[str]] = {}
