@@ -212,11 +212,12 @@ class Transfer:
     def _fetch(self, roots: Sequence[Root], result: TransferResult) -> None:
         manifests = [r.digest for r in roots if r.is_dir]
         plain = {r.digest: r.size for r in roots if not r.is_dir}
-        need = {d: s for d, s in plain.items() if not self.store.has(d)}
-        need.update({d: 0 for d in manifests if not self.store.has(d)})
+        absent = self.store.absent
+        need = {d: plain[d] for d in absent(list(plain))}
+        need.update({d: 0 for d in absent(manifests)})
         have_trees = [self.store.manifest(d) for d in manifests if d not in need]
         files = expand(have_trees)
-        need.update({d: s for d, s in files.items() if not self.store.has(d)})
+        need.update({d: files[d] for d in absent(list(files))})
         result.present = len(plain) + len(manifests) + len(files) - len(need)
         if not need:
             return  # the remote is never contacted
@@ -226,7 +227,8 @@ class Transfer:
         self._download(first, catalog, result)
         new_trees = [self.store.manifest(d) for d in manifests if d in first]
         rest = {d: s for d, s in need.items() if d not in first}
-        rest.update({d: s for d, s in expand(new_trees).items() if not self.store.has(d)})
+        more = expand(new_trees)
+        rest.update({d: more[d] for d in self.store.absent(list(more))})
         self._download(rest, catalog, result)
 
     def restore(

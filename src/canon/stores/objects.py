@@ -128,7 +128,7 @@ class ObjectStore:
             return slot
         return self._path(d), -1, -1
 
-    def _absent(self, digests: Sequence[Digest]) -> list[Digest]:
+    def absent(self, digests: Sequence[Digest]) -> list[Digest]:
         """Which of ``digests`` are in neither a pack nor a loose file. Packs first
         (a dict lookup); then, for many digests, one listing of the loose shards
         instead of a failed ``stat`` per object."""
@@ -215,7 +215,7 @@ class ObjectStore:
         first: dict[Digest, tuple[str, int]] = {}
         for e in manifest:
             first.setdefault(e.digest, (base + e.path, e.size))
-        todo = {d: first[d] for d in self._absent(list(first))}
+        todo = {d: first[d] for d in self.absent(list(first))}
         if todo:
             small = [d for d, (_, size) in todo.items() if size <= SMALL_OBJECT]
             if len(small) < PACK_MIN_OBJECTS:
@@ -428,12 +428,13 @@ class ObjectStore:
         Durability as in ``add_tree``: temp files, one ``syncfs``, renames, one
         ``syncfs`` — not one fsync per object."""
         bad: list[Digest] = []
-        todo: list[tuple[Digest, bytes]] = []
+        good: dict[Digest, bytes] = {}
         for d, data in items:
             if hash_bytes(data) != d:
                 bad.append(d)
-            elif not self.has(d):
-                todo.append((d, data))
+            else:
+                good.setdefault(d, data)
+        todo = [(d, good[d]) for d in self.absent(list(good))]
         if not todo:
             return bad
         self.tmp.mkdir(parents=True, exist_ok=True)
