@@ -58,3 +58,29 @@ def test_merge_conflict_and_newer_versions_say_what_to_do() -> None:
     with pytest.raises(StateError, match="written by a newer canon") as newer:
         parse_lock(b"version: 99\n")
     assert newer.value.hint == "upgrade canon to read it"
+
+
+def test_a_memoised_lock_is_read_without_yaml_and_follows_every_edit(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / ".canon").mkdir()
+    write_lock(tmp_path, LOCK)
+    assert read_lock(tmp_path) == LOCK  # loads the YAML, writes the memo
+    memo = tmp_path / ".canon" / "lock.json"
+    assert memo.is_file()
+    probe = (
+        "import sys; from pathlib import Path; from canon.stores.lockfile import read_lock; "
+        f"lock = read_lock(Path({str(tmp_path)!r})); "
+        "print('yaml' in sys.modules, sorted(lock.profiles))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "['local']"], out.stdout + out.stderr
+    edited = Lock({"other": ProfileState(environment=hash_bytes(b"e2"))})
+    write_lock(tmp_path, edited)  # new bytes: the memo no longer matches them
+    assert read_lock(tmp_path) == edited
+    memo.write_text("{not json")  # a damaged memo is only a cache miss
+    assert read_lock(tmp_path) == edited
+    (tmp_path / "canon.lock").write_bytes(b"version: [unclosed\n")
+    with pytest.raises(StateError, match="damaged"):
+        read_lock(tmp_path)

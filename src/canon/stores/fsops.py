@@ -7,13 +7,14 @@ go through libc, with portable fallbacks where they are missing.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
+import functools
 import os
 import shutil
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 from canon.stores.atomic import fsync_dir
 
@@ -26,14 +27,19 @@ def write_all(fd: int, view: memoryview) -> None:
         view = view[os.write(fd, view) :]
 
 
-_libc = ctypes.CDLL(None, use_errno=True)  # syncfs, renameat2: not in the os module
+@functools.cache
+def _libc() -> Any:
+    """libc, for syncfs and renameat2 (not in the os module); loaded on first use."""
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def syncfs(path: Path) -> None:
     """Flush the filesystem holding ``path`` (``os.sync()`` if syncfs is missing)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fn = getattr(_libc, "syncfs", None)
+        fn = getattr(_libc(), "syncfs", None)
         if fn is None or fn(fd) != 0:
             os.sync()
     finally:
@@ -42,11 +48,13 @@ def syncfs(path: Path) -> None:
 
 def exchange(a: Path, b: Path) -> bool:
     """Atomically swap ``a`` and ``b`` (Linux renameat2); False if unsupported."""
-    fn = getattr(_libc, "renameat2", None)
+    fn = getattr(_libc(), "renameat2", None)
     if fn is None:
         return False
     if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
+    import ctypes
+
     err = ctypes.get_errno()
     if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
         return False

@@ -8,12 +8,14 @@ never a traceback.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from canon.digest import Digest, is_digest
 from canon.errors import StateError
@@ -32,8 +34,7 @@ from canon.stores.records import (
 LOCK_NAME = "canon.lock"
 _HEADER = b"# canon.lock: the recorded state of this project. Written by canon; commit it.\n"
 
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_MEMO = ".canon/lock.json"  # the parsed lock, keyed by the sha256 of its bytes
 
 
 class _Damaged(Exception):
@@ -154,7 +155,8 @@ def _image_out(r: ImageRecord) -> dict[str, Any]:
     return out
 
 
-def parse_lock(data: bytes, source: str = LOCK_NAME) -> Lock:
+def parse_lock(data: bytes, source: str = LOCK_NAME, raw: object = None) -> Lock:
+    """The lock in ``data``; ``raw``: its YAML already loaded (from the memo)."""
     if re.search(rb"^(<<<<<<<|>>>>>>>) ", data, re.MULTILINE):
         raise StateError(
             f"{source} has merge conflict markers",
@@ -162,7 +164,8 @@ def parse_lock(data: bytes, source: str = LOCK_NAME) -> Lock:
             "`canon apply` brings it up to date with the merged declaration",
         )
     try:
-        raw = yaml.load(data, Loader=_Loader)
+        if raw is None:
+            raw = _load_yaml(data)
         top = _map(raw, "top level")
         version = top.get("version")
         if isinstance(version, int) and version > LOCK_VERSION:
@@ -197,7 +200,7 @@ def parse_lock(data: bytes, source: str = LOCK_NAME) -> Lock:
                 },
             )
         return Lock(profiles)
-    except (yaml.YAMLError, _Damaged, UnicodeDecodeError) as exc:
+    except (_Damaged, UnicodeDecodeError) as exc:
         raise StateError(
             f"{source} is damaged: {exc}",
             hint=f"restore it from Git (`git checkout -- {source}`) and run `canon status`",
@@ -228,9 +231,11 @@ def render_lock(lock: Lock) -> bytes:
         if state.images:
             p["images"] = {k: _image_out(r) for k, r in state.images.items()}
         profiles[name] = p
+    import yaml  # here, not at the top: reading a memoised lock needs no YAML
+
     body = yaml.dump(
         {"version": LOCK_VERSION, "profiles": profiles},
-        Dumper=_Dumper,
+        Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),
         sort_keys=True,
         default_flow_style=None,
         allow_unicode=True,
@@ -247,7 +252,40 @@ def read_lock(root: Path) -> Lock:
         return Lock()
     except OSError as exc:
         raise StateError(f"cannot read {LOCK_NAME}: {exc.strerror}") from exc
-    return parse_lock(data)
+    return parse_lock(data, raw=_memoised(root / _MEMO, data))
+
+
+def _load_yaml(data: bytes) -> object:
+    import yaml
+
+    try:
+        return yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        raise _Damaged(str(exc)) from exc
+
+
+def _memoised(memo: Path, data: bytes) -> object:
+    """The YAML of ``data`` loaded, from ``memo`` when it was made from these very bytes
+    (so a no-op ``canon status`` does not import PyYAML). Only a cache: anything odd
+    about it means loading the YAML; a lock that does not survive JSON is not memoised."""
+    digest = hashlib.sha256(data).hexdigest()
+    with contextlib.suppress(OSError, ValueError):
+        doc = json.loads(memo.read_bytes())
+        if isinstance(doc, dict) and doc.get("sha256") == digest:
+            return doc.get("raw")
+    if re.search(rb"^(<<<<<<<|>>>>>>>) ", data, re.MULTILINE):
+        return None  # parse_lock names the conflict
+    try:
+        raw = _load_yaml(data)
+    except _Damaged:
+        return None  # parse_lock loads it again and says what is wrong
+    with contextlib.suppress(OSError, TypeError, ValueError):
+        text = json.dumps({"sha256": digest, "raw": raw}, sort_keys=True)
+        if json.loads(text)["raw"] == raw and memo.parent.is_dir():
+            tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, memo)
+    return raw
 
 
 def write_lock(root: Path, lock: Lock) -> None:
