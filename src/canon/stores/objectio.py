@@ -71,21 +71,26 @@ def restore_chunk(
 ) -> list[str | None]:
     """Copy each ``(where, dest, digest, mode)`` verified; per job ``None`` or a problem."""
     out: list[str | None] = []
-    for obj, dest, want, mode in jobs:
-        try:
-            fd = os.open(dest, _CREATE, 0o600)
-        except OSError as exc:
-            out.append(f"cannot create {dest}: {exc.strerror}")
-            continue
-        try:
-            problem = copy_object(obj, fd, want)
-            if problem is None:
-                os.fchmod(fd, mode)
-        except OSError as exc:
-            problem = f"cannot write {dest}: {exc.strerror}"
-        finally:
-            os.close(fd)
-        out.append(problem)
+    packs: dict[str, int] = {}  # pack files opened once per chunk, not once per object
+    try:
+        for obj, dest, want, mode in jobs:
+            try:
+                fd = os.open(dest, _CREATE, 0o600)
+            except OSError as exc:
+                out.append(f"cannot create {dest}: {exc.strerror}")
+                continue
+            try:
+                problem = copy_object(obj, fd, want, packs)
+                if problem is None:
+                    os.fchmod(fd, mode)
+            except OSError as exc:
+                problem = f"cannot write {dest}: {exc.strerror}"
+            finally:
+                os.close(fd)
+            out.append(problem)
+    finally:
+        for pack_fd in packs.values():
+            os.close(pack_fd)
     return out
 
 
@@ -126,12 +131,24 @@ def copy_hashing(src_fd: int, dst_fd: int) -> Digest:
         os.close(src_fd)
 
 
-def copy_object(where: tuple[str, int, int], dst_fd: int, want: str) -> str | None:
+def copy_object(
+    where: tuple[str, int, int], dst_fd: int, want: str, packs: dict[str, int] | None = None
+) -> str | None:
     """Copy the object at ``where`` (a loose file, or a pack slot) into ``dst_fd``,
     verifying it is ``want``; a problem ("missing", "corrupt:<actual>", an OS
-    error) or ``None``."""
+    error) or ``None``. ``packs``: pack files already open (path -> fd), reused
+    and added to; the caller closes them."""
     path, offset, length = where
     try:
+        if offset >= 0 and packs is not None:
+            if path not in packs:
+                packs[path] = os.open(path, _READ)
+            data = os.pread(packs[path], length, offset)
+            if len(data) != length:
+                return "cannot read it: the pack is shorter than its index says"
+            write_all(dst_fd, memoryview(data))
+            got = hash_bytes(data)
+            return None if got == want else f"corrupt:{got}"
         if offset >= 0:
             data = read_slot(Slot(path, offset, length))
             write_all(dst_fd, memoryview(data))
