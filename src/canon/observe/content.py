@@ -33,13 +33,14 @@ from __future__ import annotations
 import os
 import stat
 import time
+from array import array
 from collections.abc import Callable, Sequence
+from hashlib import sha256
 from pathlib import Path
+from typing import NamedTuple
 
 from canon.digest import Digest, hash_fd, run_on_cores
 from canon.errors import PathError, StateError
-from canon.observe import prewalk
-from canon.observe.walk import LINK_HINT, Changed, Walk, walk
 from canon.stores.manifest import Manifest, ManifestEntry, normal_mode, path_problem
 from canon.stores.records import Content
 from canon.stores.statcache import FileStat, StatCache, digest_of, same_inode
@@ -57,15 +58,33 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO must not hang us
 
 
+class _Changed(Exception):
+    """Something changed while we looked; walk again."""
+
+
+class _Listing(NamedTuple):
+    """One directory of a walk: non-directory entries and their stats, flat."""
+
+    rel: str  # path inside the tree, "" for its top, else ending in "/"
+    names: list[str]  # sorted
+    stats: list[int]  # inode, size, mtime_ns, st_mode for each name, in order
+
+
+class _Walk(NamedTuple):
+    listings: list[_Listing]
+    fingerprint: str
+    nfiles: int
+    size: int
+    max_mtime_ns: int
+
+
 class ContentReader:
     """Observes paths under ``root`` through one ``StatCache`` (one SQLite open for
     a whole observation). Not thread-safe; callers serialise (``Workspace`` does)."""
 
-    def __init__(self, root: Path, cache: StatCache, hints: Path | None = None) -> None:
-        """``hints``: where to remember big trees, for ``canon.observe.prewalk``."""
+    def __init__(self, root: Path, cache: StatCache) -> None:
         self.root = root
         self.cache = cache
-        self.hints = hints
         # The last manifest built per tree, by walk fingerprint: a snapshot right after
         # an observation (plan, then apply) reuses it instead of building it again.
         self._built: dict[str, tuple[str, Manifest]] = {}
@@ -98,7 +117,7 @@ class ContentReader:
                 if stat.S_ISREG(st.st_mode):
                     return self._file(relpath, st, observed_ns), None
                 return self._tree(relpath, want_manifest, observed_ns, hasher or hash_files)
-            except Changed:
+            except _Changed:
                 continue
         raise StateError(
             f"{relpath} kept changing while canon was reading it",
@@ -132,7 +151,7 @@ class ContentReader:
         if digest is None:
             res = _hash_checked([str(self.root / relpath)])[0]
             if res is None or FileStat(res[1], res[2], res[3]) != key:
-                raise Changed
+                raise _Changed
             digest = res[0]
             self.cache.record_file(relpath, key, digest, hashed_ns)
             self.cache.flush()
@@ -143,31 +162,24 @@ class ContentReader:
     def _tree(
         self, relpath: str, want_manifest: bool, hashed_ns: int, hasher: Hasher
     ) -> tuple[Content, Manifest | None]:
-        early = prewalk.take(self.root, relpath)
-        if early is not None:  # walked by a forked child while this process started up
-            hashed_ns = min(hashed_ns, early[0])  # its stats are as old as its start
-            tree = early[1]
-        else:
-            tree = walk(self.root / relpath, relpath)
-            if self.hints is not None and tree.nfiles >= prewalk.MIN_FILES:
-                prewalk.remember(self.hints, relpath)
+        walk = _walk(self.root / relpath, relpath)
         if not want_manifest:
-            hit = self.cache.dir_entry(relpath, tree.fingerprint, tree.max_mtime_ns)
-            if hit is not None and hit.nfiles == tree.nfiles and hit.size == tree.size:
+            hit = self.cache.dir_entry(relpath, walk.fingerprint, walk.max_mtime_ns)
+            if hit is not None and hit.nfiles == walk.nfiles and hit.size == walk.size:
                 return Content(hit.digest, hit.size, hit.nfiles, True), None
         built = self._built.get(relpath)
-        if built is not None and built[0] == tree.fingerprint:
+        if built is not None and built[0] == walk.fingerprint:
             manifest = built[1]  # same files, same (inode, size, mtime): same manifest
         else:
-            manifest = self._manifest(relpath, tree, hashed_ns, hasher)
-            self._built[relpath] = (tree.fingerprint, manifest)
+            manifest = self._manifest(relpath, walk, hashed_ns, hasher)
+            self._built[relpath] = (walk.fingerprint, manifest)
         self.cache.record_dir(
-            relpath, tree.fingerprint, manifest.digest, tree.nfiles, tree.size, hashed_ns
+            relpath, walk.fingerprint, manifest.digest, walk.nfiles, walk.size, hashed_ns
         )
         self.cache.flush()
-        return Content(manifest.digest, tree.size, tree.nfiles, True), manifest
+        return Content(manifest.digest, walk.size, walk.nfiles, True), manifest
 
-    def _manifest(self, relpath: str, walk: Walk, hashed_ns: int, hasher: Hasher) -> Manifest:
+    def _manifest(self, relpath: str, walk: _Walk, hashed_ns: int, hasher: Hasher) -> Manifest:
         # Flat lists and no per-file objects: this loop runs once per file of the tree.
         rows = self.cache.files_under(relpath)
         pop = rows.pop
@@ -211,7 +223,7 @@ class ContentReader:
             for j, res in zip(missing, found, strict=True):
                 key = FileStat(inos[j], sizes[j], mtimes[j])
                 if res is None or (res[1], res[2], res[3]) != key:
-                    raise Changed
+                    raise _Changed
                 digests[j] = res[0]
                 fresh.append((top + paths[j], key, res[0]))
             self.cache.record_files(fresh, hashed_ns)
@@ -232,6 +244,64 @@ def hash_files(paths: Sequence[str], sizes: Sequence[int]) -> list[HashResult]:
 def digest_path(root: Path, relpath: str, cache: StatCache) -> Content | None:
     """What is at ``relpath`` under ``root`` (``None``: nothing); see ``ContentReader``."""
     return ContentReader(root, cache).content(relpath)
+
+
+# -- the walk -------------------------------------------------------------------------
+
+
+def _walk(top: Path, relpath: str) -> _Walk:
+    """Every non-directory entry under ``top`` with its stat, and the fingerprint."""
+    h = sha256(_FINGERPRINT_VERSION)
+    listings: list[_Listing] = []
+    stack: list[str] = [""]
+    nfiles = size = 0
+    max_mtime = -(1 << 63)
+    base = str(top) + "/"
+    lstat = os.stat
+    while stack:
+        rel = stack.pop()
+        try:
+            fd = os.open(base + rel, _DIR_FLAGS)
+        except FileNotFoundError as exc:
+            raise _Changed from exc
+        except OSError as exc:
+            where = f"{relpath}/{rel}".rstrip("/")
+            if os.path.islink(base + rel):
+                raise PathError(f"{where} is a symbolic link", hint=_LINK_HINT) from exc
+            raise PathError(f"cannot read directory {where}: {exc.strerror}") from exc
+        try:
+            with os.scandir(fd) as it:
+                entries = list(it)
+            names = sorted([e.name for e in entries if not e.is_dir(follow_symlinks=False)])
+            subdirs = sorted([e.name for e in entries if e.is_dir(follow_symlinks=False)])
+            ints: list[int] = []
+            for name in names:
+                st = lstat(name, dir_fd=fd, follow_symlinks=False)
+                ints += (st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode)
+        except FileNotFoundError as exc:
+            raise _Changed from exc
+        except OSError as exc:
+            where = f"{relpath}/{rel}".rstrip("/")
+            raise PathError(f"cannot read directory {where}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+        stack.extend(rel + d + "/" for d in reversed(subdirs))
+        if names:
+            listings.append(_Listing(rel, names, ints))
+            nfiles += len(names)
+            size += sum(ints[1::4])
+            max_mtime = max(max_mtime, max(ints[2::4]))
+        h.update(f"{rel}\x00{len(names)}\x00".encode("utf-8", "surrogateescape"))
+        h.update("\x00".join(names).encode("utf-8", "surrogateescape"))
+        h.update(_pack(ints))
+    return _Walk(listings, h.hexdigest(), nfiles, size, max_mtime)
+
+
+def _pack(ints: list[int]) -> bytes:
+    try:
+        return array("q", ints).tobytes()
+    except OverflowError:  # an inode >= 2**63: spell the numbers out instead
+        return (" ".join(map(str, ints)) + "\n").encode()
 
 
 def _hash_checked(paths: Sequence[str]) -> list[HashResult]:
@@ -261,7 +331,10 @@ def _hash_checked(paths: Sequence[str]) -> list[HashResult]:
 
 # -- refusals -------------------------------------------------------------------------
 
-_LINK_HINT = LINK_HINT
+_LINK_HINT = (
+    "canon does not follow symbolic links in data or outputs (a link can lead out "
+    "of the workspace); replace the link with the file or directory it points to"
+)
 _SPECIAL_HINT = "canon records regular files and directories only (no FIFOs, sockets, devices)"
 
 

@@ -19,7 +19,6 @@ from canon.digest import Digest
 from canon.errors import CanonError
 from canon.graph.pipeline import Pipeline
 from canon.observe.content import ContentReader
-from canon.observe.prewalk import HINTS
 from canon.plan.key import environment_digest, stage_key
 from canon.plan.observed import Observed
 from canon.stores.lockfile import read_lock
@@ -56,7 +55,7 @@ class Workspace:
     def reader(self) -> ContentReader:
         if self._reader is None:
             self._statcache = StatCache(self.state / "state.db")
-            self._reader = ContentReader(self.root, self._statcache, self.state / HINTS)
+            self._reader = ContentReader(self.root, self._statcache)
         return self._reader
 
     def content(self, path: str, *, new_data: bool = False) -> Content | None:
@@ -90,11 +89,7 @@ def head_commit(root: Path) -> str | None:
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--verify", "-q", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
+            cwd=root, capture_output=True, text=True, timeout=10, check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -182,11 +177,6 @@ def observe(
             wanted.update(c.digest for c in record.outs.values())
     cached = frozenset(d for d in wanted if ws.store.has(d))
     return Observed(
-        lock=lock,
-        contents=contents,
-        environment=environment,
-        runs=runs,
-        cached=cached,
-        commit=commit,
-        data=data,
+        lock=lock, contents=contents, environment=environment, runs=runs, cached=cached,
+        commit=commit, data=data,
     )

@@ -128,10 +128,6 @@ def _interrupted(exc: KeyboardInterrupt) -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     args = sys.argv[1:] if argv is None else argv
-    if argv is None:  # a real process (not a test calling main): walk big trees meanwhile
-        from canon.observe import prewalk
-
-        prewalk.start(args)
     verbose = "-v" in args or "--verbose" in args or bool(os.environ.get("CANON_DEBUG"))
     try:
         code = cli.main(args=args, prog_name="canon", standalone_mode=False)
