@@ -17,7 +17,7 @@ from canon.stores.objects import ObjectStore
 from canon.stores.oci.layout import ImageLayout
 from canon.stores.oci.spec import parse_manifest
 
-from .conftest import GIT_ENV, Project, make_project
+from .conftest import GIT_ENV, Project, canon_yaml, make_project
 
 
 def layer_names(layout: ImageLayout, digest: str) -> list[str]:
@@ -202,3 +202,37 @@ def test_status_says_why_and_apply_builds_after_the_stages(toy: Project) -> None
     toy.canon("apply")
     assert toy.digest("model") != before
     assert toy.canon("status").stdout.startswith("Everything is up to date")
+
+
+def test_an_experiment_reuses_the_base_image_and_its_model_lands_in_the_layout(
+    tmp_path: Path,
+) -> None:
+    """Experiments share .canon/images with the workspace: the base is not rebuilt in the
+    worktree, and the experiment's model image is there afterwards (gc keeps it through
+    the experiment's ref)."""
+    train = (
+        "import json, pathlib, yaml\n"
+        "w = yaml.safe_load(open('params.yaml'))['w']\n"
+        "pathlib.Path('build').mkdir(exist_ok=True)\n"
+        "pathlib.Path('build/model.json').write_text(json.dumps({'w': [w, 2.0]}))\n"
+    )
+    toy = make_project(tmp_path / "toy", extra={"train.py": train, "params.yaml": "w: 0.5\n"})
+    (toy.root / "canon.yaml").write_text(
+        canon_yaml().replace("    deps: [train.py]\n", "    deps: [train.py]\n    params: [w]\n")
+        .replace("project: toy\n", "project: toy\nparams: params.yaml\n"))
+    toy.git("commit", "-qam", "params")
+    toy.canon("apply")
+    blobs = toy.root / ".canon/images/blobs/sha256"
+    before = {p.name for p in blobs.iterdir()}
+    base = toy.digest("base")
+    toy.canon("exp", "run", "-S", "w=3.0", "--name", "w3")
+    import yaml
+
+    lock = yaml.safe_load(toy.git("show", "refs/canon/exps/w3:canon.lock"))
+    images = lock["profiles"]["default"]["images"]
+    assert images["base"]["digest"] == base  # the same base, reused
+    model = images["model"]["digest"]
+    assert model != toy.digest("model")
+    after = {p.name for p in blobs.iterdir()}
+    assert model.split(":")[1] in after  # the experiment's model is in the shared layout
+    assert before < after and len(after - before) == 3  # its manifest, config, one layer

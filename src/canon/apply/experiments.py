@@ -38,7 +38,10 @@ from canon.events import Emit, Event, Notice
 from canon.stores.exprefs import Experiment, ExperimentRefs, check_name, git, resolve_commit
 
 WORKTREES = Path(".canon") / "exps" / "wt"
-SHARED = ("cache", "runs")  # .canon/ entries a worktree shares with the main workspace
+# .canon/ entries a worktree shares with the main workspace: objects, the run cache, and
+# the image layout (blobs are content-addressed and index.json is written under a lock),
+# so an experiment of a project with artifacts reuses the base image's layers.
+SHARED = ("cache", "runs", "images")
 
 
 @dataclass(frozen=True)
