@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """W4: experiments, canon vs DVC, on ../shared/bench/gen_exp_project.py's one-stage project.
 
-    python bench/w4.py --md docs/benchmarks-w4.md [--dvc-md FILE] [--runs 5] [--work DIR]
+    python bench/w4.py --md /tmp/w4.md [--dvc-md FILE] [--runs 5] [--work DIR]
 
 canon rows, each one whole command timed with time.perf_counter() (median of --runs):
   - `canon exp run -S lr=X` (a new lr each run, so the stage really runs) and the
@@ -233,7 +233,7 @@ def main() -> None:
                 f"# W4: experiments (canon vs DVC)\n\nMeasured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
                 f" on {os.cpu_count()} CPUs (load average at the end {load[0]:.2f}), Python "
                 f"{sys.version.split()[0]}. Reproduce: `python bench/w4.py --md "
-                f"docs/benchmarks-w4.md --dvc-md DVC.md` after `python3 "
+                f"/tmp/w4.md --dvc-md DVC.md` after `python3 "
                 f"../shared/bench/run_dvc_bench.py --only w4 --md DVC.md`.\n\n"
                 f"## canon\n\n{table}\n\n## DVC 3.67 (same workload, same machine)\n\n{dvc}\n"
             )
