@@ -161,9 +161,13 @@ def w5(b: Any, ns: dict[str, Any]) -> None:
         b.notes.append("W5: S3 rows skipped (--no-s3)")
         return
     with moto_server(ENV) as ep:
+        # One bucket per tool: moto answers a ListObjectsV2 by scanning every key of the
+        # bucket (real S3 lists a prefix), so a shared bucket would make each tool's
+        # listing pay for the other tools' 50,000 keys.
         bucket = "canonbench"
         aws = shutil.which("aws", path=ENV["PATH"]) or "aws"
-        sh(f"{aws} --endpoint-url {ep} s3 mb s3://{bucket}")
+        for suffix in ("", "-dvc", "-sync"):
+            sh(f"{aws} --endpoint-url {ep} s3 mb s3://{bucket}{suffix}")
         state["endpoint"] = ep
 
         def canon_new_s3() -> str:
@@ -172,7 +176,7 @@ def w5(b: Any, ns: dict[str, Any]) -> None:
             return crepo
 
         def dvc_new_s3() -> str:
-            state["dvc_s3"] = f"s3://{bucket}/dvc/r{time.time_ns()}"
+            state["dvc_s3"] = f"s3://{bucket}-dvc/dvc/r{time.time_ns()}"
             sh(f"{dvc} remote add -f s3 {state['dvc_s3']} && "
                f"{dvc} remote modify s3 endpointurl {ep}", drepo)
             return drepo
@@ -184,7 +188,7 @@ def w5(b: Any, ns: dict[str, Any]) -> None:
                            prep=dvc_new_s3, runs=runs, warmup=0)
         up = b.measure(wl, "ref: aws s3 sync data -> s3 (moto)",
                        ["bash", "-c", f"{aws} --endpoint-url {ep} s3 sync data "
-                        f"s3://{bucket}/sync/$(date +%s%N) --only-show-errors"],
+                        f"s3://{bucket}-sync/sync/$(date +%s%N) --only-show-errors"],
                        cwd=drepo, runs=runs, warmup=0)
         faster_than = Target("≥5x faster than DVC and faster than aws s3 sync",
                              lambda r: _beats(r, 5))
@@ -196,7 +200,7 @@ def w5(b: Any, ns: dict[str, Any]) -> None:
             prep=dvc_clone(f"{dvc} remote add -f s3 {state['dvc_s3']} && "
                            f"{dvc} remote modify s3 endpointurl {ep}"),
             runs=runs, warmup=0)
-        down_src = f"s3://{bucket}/sync/base"
+        down_src = f"s3://{bucket}-sync/sync/base"
         sh(f"{aws} --endpoint-url {ep} s3 sync data {down_src} --only-show-errors", drepo)
 
         def empty_dir() -> str:
