@@ -333,7 +333,3 @@ def _read_index(data: bytes, pack: str) -> list[tuple[str, int, int]]:
     except ValueError:
         return []
     return out
-
-
-def hex_set(digests: Iterable[Digest]) -> set[str]:
-    return {hex_of(d) for d in digests}
