@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -72,9 +73,12 @@ class Workspace:
         )
 
     def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        # As from an interactive shell: a suite started in the background (`make test &`)
+        # runs with SIGINT ignored, and a child would inherit that (POSIX convention).
         return subprocess.Popen(
             [CANON, *args], cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, env={**os.environ, "NO_COLOR": "1", **(env or {})},
+            preexec_fn=_interactive_signals,
         )
 
     def ran(self) -> list[str]:
@@ -99,3 +103,8 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
     w.write({"step.py": STEP, "params.yaml": "a: 1\nb: {x: 1, y: two}\n", "input.txt": "in\n",
              ".gitignore": ".canon/\nran.log\n"})
     yield w
+
+
+def _interactive_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)

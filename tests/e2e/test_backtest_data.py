@@ -122,6 +122,7 @@ def test_models_by_data_pins_matrix(weather: tuple[Path, str, str]) -> None:
     assert old_on_new["metrics"]["n_test"] > 300
     assert old_on_new["obtained"] == "restored from the cache, as its commit recorded it"
     new_on_new = cells[(c2[:7], c2[:7])]
+    assert "auc" in new_on_new["metrics"], new_on_new
     assert new_on_new["metrics"]["auc"] == own2["auc"]  # its own data: its own result
     assert "test period" in cells[(c1[:7], c1[:7])]["error"]  # no 2015 in commit 1's pin
     assert "no image recorded at its commit (built before images" in result["obtained"][c1[:10]]
