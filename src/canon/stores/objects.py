@@ -82,9 +82,6 @@ from canon.stores.packset import (
     read_slot,
 )
 
-# O_NONBLOCK: opening a FIFO put where a file was expected must not hang (no effect on files).
-_READ = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
-# O_RDWR, not O_WRONLY: after a reflink the clone is read back to be verified.
 _CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHANGED_HINT = "run again once nothing is writing to it"
 
