@@ -7,16 +7,11 @@ nothing is there; ``snapshot("data")`` also returns the directory's
 digest is the sha256 of its bytes; a directory's digest is its manifest's.
 
 Speed. "Did anything change?" over a 50,000-file tree must cost about what
-``git status`` does. A walk (``_walk``) opens each directory once
-(``O_NOFOLLOW``), lists it with ``scandir`` and ``stat``s every entry relative to
-the directory's fd (shorter kernel path lookups: measured ~10 % faster than
-``entry.stat()``), keeping only flat lists of names and ints, no per-file
-objects. Threads were measured: 2-8 threads are 1.6-2.5x *slower* than one,
-because a cached ``stat`` is ~2 µs and every one of them hands the GIL over.
-The walk yields a *fingerprint*: sha256 over every file's ``(path, inode, size,
-mtime_ns, mode)``. If it equals the fingerprint the stat cache recorded for the
-directory, the cached digest is returned without touching per-file rows.
-Otherwise per-file rows are read in one query, only files whose
+``git status`` does. A walk (``walk.py``: one ``stat`` per file, flat lists, a
+second process for big trees) yields a *fingerprint*: sha256 over every
+file's ``(path, inode, size, mtime_ns, mode)``. If it equals the fingerprint
+the stat cache recorded for the directory, the cached digest is returned
+without touching per-file rows. Otherwise per-file rows are read in one query, only files whose
 ``(inode, size, mtime_ns)`` changed (or are racy) are hashed — on every core
 when there are many — and the manifest and the cache are rebuilt.
 
@@ -33,14 +28,13 @@ from __future__ import annotations
 import os
 import stat
 import time
-from array import array
 from collections.abc import Callable, Sequence
-from hashlib import sha256
 from pathlib import Path
-from typing import NamedTuple
 
 from canon.digest import Digest, hash_fd, run_on_cores
 from canon.errors import PathError, StateError
+from canon.observe.walk import LINK_HINT, SPLIT_AT, Changed, Walk
+from canon.observe.walk import walk as walk_tree
 from canon.stores.manifest import Manifest, ManifestEntry, normal_mode, path_problem
 from canon.stores.records import Content
 from canon.stores.statcache import FileStat, StatCache, digest_of, same_inode
@@ -52,30 +46,8 @@ HashResult = tuple[Digest, int, int, int] | None
 Hasher = Callable[[Sequence[str], Sequence[int]], list[HashResult]]
 
 ATTEMPTS = 3  # walks of a directory that keeps changing under us, before giving up
-_FINGERPRINT_VERSION = b"canon-fingerprint-1\x00"
 _RESERVED = frozenset({".git", ".canon"})
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO must not hang us
-
-
-class _Changed(Exception):
-    """Something changed while we looked; walk again."""
-
-
-class _Listing(NamedTuple):
-    """One directory of a walk: non-directory entries and their stats, flat."""
-
-    rel: str  # path inside the tree, "" for its top, else ending in "/"
-    names: list[str]  # sorted
-    stats: list[int]  # inode, size, mtime_ns, st_mode for each name, in order
-
-
-class _Walk(NamedTuple):
-    listings: list[_Listing]
-    fingerprint: str
-    nfiles: int
-    size: int
-    max_mtime_ns: int
 
 
 class ContentReader:
@@ -117,7 +89,7 @@ class ContentReader:
                 if stat.S_ISREG(st.st_mode):
                     return self._file(relpath, st, observed_ns), None
                 return self._tree(relpath, want_manifest, observed_ns, hasher or hash_files)
-            except _Changed:
+            except Changed:
                 continue
         raise StateError(
             f"{relpath} kept changing while canon was reading it",
@@ -136,7 +108,7 @@ class ContentReader:
             except OSError as exc:
                 raise PathError(f"cannot read {sub}: {exc.strerror}") from exc
             if stat.S_ISLNK(st.st_mode):
-                raise PathError(f"{sub} is a symbolic link", hint=_LINK_HINT)
+                raise PathError(f"{sub} is a symbolic link", hint=LINK_HINT)
             if i < len(parts) and not stat.S_ISDIR(st.st_mode):
                 return None  # a parent is a file: nothing can be at relpath
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
@@ -151,7 +123,7 @@ class ContentReader:
         if digest is None:
             res = _hash_checked([str(self.root / relpath)])[0]
             if res is None or FileStat(res[1], res[2], res[3]) != key:
-                raise _Changed
+                raise Changed
             digest = res[0]
             self.cache.record_file(relpath, key, digest, hashed_ns)
             self.cache.flush()
@@ -162,7 +134,8 @@ class ContentReader:
     def _tree(
         self, relpath: str, want_manifest: bool, hashed_ns: int, hasher: Hasher
     ) -> tuple[Content, Manifest | None]:
-        walk = _walk(self.root / relpath, relpath)
+        split = self.cache.dir_files(relpath) >= SPLIT_AT
+        walk = walk_tree(str(self.root / relpath), relpath, split=split)
         if not want_manifest:
             hit = self.cache.dir_entry(relpath, walk.fingerprint, walk.max_mtime_ns)
             if hit is not None and hit.nfiles == walk.nfiles and hit.size == walk.size:
@@ -179,7 +152,7 @@ class ContentReader:
         self.cache.flush()
         return Content(manifest.digest, walk.size, walk.nfiles, True), manifest
 
-    def _manifest(self, relpath: str, walk: _Walk, hashed_ns: int, hasher: Hasher) -> Manifest:
+    def _manifest(self, relpath: str, walk: Walk, hashed_ns: int, hasher: Hasher) -> Manifest:
         # Flat lists and no per-file objects: this loop runs once per file of the tree.
         rows = self.cache.files_under(relpath)
         pop = rows.pop
@@ -223,7 +196,7 @@ class ContentReader:
             for j, res in zip(missing, found, strict=True):
                 key = FileStat(inos[j], sizes[j], mtimes[j])
                 if res is None or (res[1], res[2], res[3]) != key:
-                    raise _Changed
+                    raise Changed
                 digests[j] = res[0]
                 fresh.append((top + paths[j], key, res[0]))
             self.cache.record_files(fresh, hashed_ns)
@@ -244,64 +217,6 @@ def hash_files(paths: Sequence[str], sizes: Sequence[int]) -> list[HashResult]:
 def digest_path(root: Path, relpath: str, cache: StatCache) -> Content | None:
     """What is at ``relpath`` under ``root`` (``None``: nothing); see ``ContentReader``."""
     return ContentReader(root, cache).content(relpath)
-
-
-# -- the walk -------------------------------------------------------------------------
-
-
-def _walk(top: Path, relpath: str) -> _Walk:
-    """Every non-directory entry under ``top`` with its stat, and the fingerprint."""
-    h = sha256(_FINGERPRINT_VERSION)
-    listings: list[_Listing] = []
-    stack: list[str] = [""]
-    nfiles = size = 0
-    max_mtime = -(1 << 63)
-    base = str(top) + "/"
-    lstat = os.stat
-    while stack:
-        rel = stack.pop()
-        try:
-            fd = os.open(base + rel, _DIR_FLAGS)
-        except FileNotFoundError as exc:
-            raise _Changed from exc
-        except OSError as exc:
-            where = f"{relpath}/{rel}".rstrip("/")
-            if os.path.islink(base + rel):
-                raise PathError(f"{where} is a symbolic link", hint=_LINK_HINT) from exc
-            raise PathError(f"cannot read directory {where}: {exc.strerror}") from exc
-        try:
-            with os.scandir(fd) as it:
-                entries = list(it)
-            names = sorted([e.name for e in entries if not e.is_dir(follow_symlinks=False)])
-            subdirs = sorted([e.name for e in entries if e.is_dir(follow_symlinks=False)])
-            ints: list[int] = []
-            for name in names:
-                st = lstat(name, dir_fd=fd, follow_symlinks=False)
-                ints += (st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode)
-        except FileNotFoundError as exc:
-            raise _Changed from exc
-        except OSError as exc:
-            where = f"{relpath}/{rel}".rstrip("/")
-            raise PathError(f"cannot read directory {where}: {exc.strerror}") from exc
-        finally:
-            os.close(fd)
-        stack.extend(rel + d + "/" for d in reversed(subdirs))
-        if names:
-            listings.append(_Listing(rel, names, ints))
-            nfiles += len(names)
-            size += sum(ints[1::4])
-            max_mtime = max(max_mtime, max(ints[2::4]))
-        h.update(f"{rel}\x00{len(names)}\x00".encode("utf-8", "surrogateescape"))
-        h.update("\x00".join(names).encode("utf-8", "surrogateescape"))
-        h.update(_pack(ints))
-    return _Walk(listings, h.hexdigest(), nfiles, size, max_mtime)
-
-
-def _pack(ints: list[int]) -> bytes:
-    try:
-        return array("q", ints).tobytes()
-    except OverflowError:  # an inode >= 2**63: spell the numbers out instead
-        return (" ".join(map(str, ints)) + "\n").encode()
 
 
 def _hash_checked(paths: Sequence[str]) -> list[HashResult]:
@@ -331,16 +246,12 @@ def _hash_checked(paths: Sequence[str]) -> list[HashResult]:
 
 # -- refusals -------------------------------------------------------------------------
 
-_LINK_HINT = (
-    "canon does not follow symbolic links in data or outputs (a link can lead out "
-    "of the workspace); replace the link with the file or directory it points to"
-)
 _SPECIAL_HINT = "canon records regular files and directories only (no FIFOs, sockets, devices)"
 
 
 def _refuse(path: str, mode: int) -> None:
     if stat.S_ISLNK(mode):
-        raise PathError(f"{path} is a symbolic link", hint=_LINK_HINT)
+        raise PathError(f"{path} is a symbolic link", hint=LINK_HINT)
     raise PathError(f"{path} is not a regular file or directory", hint=_SPECIAL_HINT)
 
 

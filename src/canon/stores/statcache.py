@@ -259,6 +259,16 @@ class StatCache:
 
     # -- directories --------------------------------------------------------------
 
+    def dir_files(self, path: str) -> int:
+        """How many files directory ``path`` had when last recorded (0: never)."""
+
+        def op(db: sqlite3.Connection) -> object:
+            row = db.execute(f"SELECT nfiles FROM {_DIRS} WHERE path = ?", (path,)).fetchone()
+            return None if row is None else row[0]
+
+        n = self._guard(op, None)
+        return n if isinstance(n, int) else 0
+
     def dir_entry(self, path: str, fingerprint: str, max_mtime_ns: int) -> CachedDir | None:
         """The cached directory if its fingerprint is unchanged and no file in it
         is racy (``max_mtime_ns``: the newest file mtime seen by this walk)."""

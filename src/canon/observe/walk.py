@@ -1,0 +1,220 @@
+"""The walk: every file under a directory with its stat, and the tree's fingerprint.
+
+A walk opens each directory once (``O_NOFOLLOW``), lists it with ``scandir``
+and ``stat``s every non-directory entry relative to the directory's fd
+(shorter kernel path lookups: measured ~10 % faster than ``entry.stat()``),
+keeping only flat lists of names and ints — no per-file objects. Its
+*fingerprint* is sha256 over every directory's ``(path, names, inode, size,
+mtime_ns, mode)`` in walk order (depth first, sorted), so two walks of an
+unchanged tree give the same fingerprint.
+
+Big trees are walked by two processes. Threads do not help (2-8 threads
+measured 1.6-2.5x *slower* than one: a cached ``stat`` is ~2 µs and each one
+hands the GIL over), but a forked child does: parent and child take the top
+directory's subfolders from one shared queue (a pipe of 4-byte indices; a
+read of 4 bytes from a pipe is atomic, so each index goes to exactly one of
+them), and the child sends its listings back with ``marshal``. On 2 cores the
+50,000-file tree of bench W2 is walked in ~0.075 s instead of ~0.115 s. The
+fingerprint is computed over the merged listings, in the same order as a
+single walk, so it does not depend on who walked what. Anything the child did
+not deliver (it failed, was killed, met a changing or unreadable folder) the
+parent walks itself, which also makes it the one that raises the error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import signal
+import threading
+from array import array
+from hashlib import sha256
+from typing import NamedTuple
+
+from canon.digest import cores
+from canon.errors import PathError
+
+__all__ = ["LINK_HINT", "SPLIT_AT", "Changed", "Listing", "Walk", "walk"]
+
+SPLIT_AT = 8192  # files (as of the last walk) from which a second process walks too
+_FINGERPRINT_VERSION = b"canon-fingerprint-1\x00"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_QUEUE = 16384  # subfolders a pipe's 64 KiB buffer holds as 4-byte indices
+LINK_HINT = (
+    "canon does not follow symbolic links in data or outputs (a link can lead out "
+    "of the workspace); replace the link with the file or directory it points to"
+)
+
+
+class Changed(Exception):
+    """Something changed while we looked; walk again."""
+
+
+class Listing(NamedTuple):
+    """One directory of a walk: non-directory entries and their stats, flat."""
+
+    rel: str  # path inside the tree, "" for its top, else ending in "/"
+    names: list[str]  # sorted
+    stats: list[int]  # inode, size, mtime_ns, st_mode for each name, in order
+
+
+class Walk(NamedTuple):
+    listings: list[Listing]  # directories with at least one non-directory entry
+    fingerprint: str
+    nfiles: int
+    size: int
+    max_mtime_ns: int
+
+
+# One directory as walked: (rel, names, stats, subfolder names); marshal-able.
+_Dir = tuple[str, list[str], list[int], list[str]]
+
+
+def walk(top: str, relpath: str, *, split: bool = False) -> Walk:
+    """Walk the tree at ``top`` (``relpath``: how errors name it). ``split``: the
+    tree is expected to be big enough for a second process to pay off."""
+    base = top + "/"
+    first = _read_dir(base, "", relpath)
+    subdirs = first[3]
+    if split and 2 <= len(subdirs) <= _MAX_QUEUE and cores() > 1 and _fork_safe():
+        parts = _walk_shared(base, relpath, subdirs)
+    else:
+        parts = [_subtree(base, name + "/", relpath) for name in subdirs]
+    h = sha256(_FINGERPRINT_VERSION)
+    listings: list[Listing] = []
+    nfiles = size = 0
+    max_mtime = -(1 << 63)
+    for rel, names, ints, _ in _in_order(first, parts):
+        if names:
+            listings.append(Listing(rel, names, ints))
+            nfiles += len(names)
+            size += sum(ints[1::4])
+            max_mtime = max(max_mtime, max(ints[2::4]))
+        h.update(f"{rel}\x00{len(names)}\x00".encode("utf-8", "surrogateescape"))
+        h.update("\x00".join(names).encode("utf-8", "surrogateescape"))
+        h.update(_pack(ints))
+    return Walk(listings, h.hexdigest(), nfiles, size, max_mtime)
+
+
+def _in_order(first: _Dir, parts: list[list[_Dir]]) -> list[_Dir]:
+    out = [first]
+    for part in parts:
+        out += part
+    return out
+
+
+def _subtree(base: str, rel: str, relpath: str) -> list[_Dir]:
+    """``rel`` and every folder under it, depth first in sorted order."""
+    out: list[_Dir] = []
+    stack = [rel]
+    while stack:
+        d = _read_dir(base, stack.pop(), relpath)
+        out.append(d)
+        stack.extend(d[0] + name + "/" for name in reversed(d[3]))
+    return out
+
+
+def _read_dir(base: str, rel: str, relpath: str) -> _Dir:
+    """One folder: its sorted non-directory names with their stats, and its subfolders."""
+    try:
+        fd = os.open(base + rel, _DIR_FLAGS)
+    except FileNotFoundError as exc:
+        raise Changed from exc
+    except OSError as exc:
+        where = f"{relpath}/{rel}".rstrip("/")
+        if os.path.islink(base + rel):
+            raise PathError(f"{where} is a symbolic link", hint=LINK_HINT) from exc
+        raise PathError(f"cannot read directory {where}: {exc.strerror}") from exc
+    lstat = os.stat
+    try:
+        with os.scandir(fd) as it:
+            entries = list(it)
+        names = sorted([e.name for e in entries if not e.is_dir(follow_symlinks=False)])
+        subdirs = sorted([e.name for e in entries if e.is_dir(follow_symlinks=False)])
+        ints: list[int] = []
+        for name in names:
+            st = lstat(name, dir_fd=fd, follow_symlinks=False)
+            ints += (st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode)
+    except FileNotFoundError as exc:
+        raise Changed from exc
+    except OSError as exc:
+        where = f"{relpath}/{rel}".rstrip("/")
+        raise PathError(f"cannot read directory {where}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+    return rel, names, ints, subdirs
+
+
+def _pack(ints: list[int]) -> bytes:
+    try:
+        return array("q", ints).tobytes()
+    except OverflowError:  # an inode >= 2**63: spell the numbers out instead
+        return (" ".join(map(str, ints)) + "\n").encode()
+
+
+# -- two processes -------------------------------------------------------------------
+
+
+def _fork_safe() -> bool:
+    """Forking a process that runs other threads can leave the child stuck on a
+    lock some thread held; only a single-threaded process forks."""
+    return threading.active_count() == 1 and hasattr(os, "fork")
+
+
+def _walk_shared(base: str, relpath: str, subdirs: list[str]) -> list[list[_Dir]]:
+    """Walk the subtrees of ``subdirs`` in this process and a forked child, which
+    take them from one queue; the result is in ``subdirs`` order."""
+    queue_r, queue_w = os.pipe()
+    out_r, out_w = os.pipe()
+    try:
+        os.write(queue_w, b"".join(i.to_bytes(4, "little") for i in range(len(subdirs))))
+    finally:
+        os.close(queue_w)  # an empty queue now reads as end of file
+    pid = os.fork()
+    if pid == 0:  # the child: walk, send, exit without running any of the parent's cleanup
+        code = 1
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.close(out_r)
+            mine: dict[int, list[_Dir]] = {}
+            # on a change or an error, the parent walks what is missing and raises it
+            with contextlib.suppress(Changed, PathError):
+                _take(queue_r, base, relpath, subdirs, mine)
+            with os.fdopen(out_w, "wb") as f:
+                f.write(marshal.dumps(mine))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(out_w)
+    parts: dict[int, list[_Dir]] = {}
+    reader = os.fdopen(out_r, "rb")
+    try:
+        _take(queue_r, base, relpath, subdirs, parts)
+        try:
+            theirs = marshal.loads(reader.read())
+        except (EOFError, ValueError, TypeError):
+            theirs = {}  # the child died mid-way: its part is walked here
+        if isinstance(theirs, dict):
+            parts.update(theirs)
+    finally:
+        reader.close()  # first: a child still writing gets EPIPE instead of blocking us
+        os.close(queue_r)
+        os.waitpid(pid, 0)
+    return [
+        parts[i] if i in parts else _subtree(base, name + "/", relpath)
+        for i, name in enumerate(subdirs)
+    ]
+
+
+def _take(
+    queue: int, base: str, relpath: str, subdirs: list[str], into: dict[int, list[_Dir]]
+) -> None:
+    """Take subfolder indices from the queue until it is empty, walking each."""
+    while True:
+        raw = os.read(queue, 4)
+        if len(raw) < 4:
+            return
+        i = int.from_bytes(raw, "little")
+        into[i] = _subtree(base, subdirs[i] + "/", relpath)

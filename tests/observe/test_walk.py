@@ -1,0 +1,149 @@
+"""The walk: one process or two, the same listings and fingerprint; a child that
+fails or dies costs time, never a wrong answer."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+import canon.observe.walk as walk_mod
+from canon.errors import PathError
+from canon.observe.content import ContentReader
+from canon.observe.walk import walk
+from canon.stores.statcache import StatCache
+
+
+def _tree(root: Path) -> Path:
+    top = root / "data"
+    for i in range(12):
+        d = top / f"d{i:02d}"
+        d.mkdir(parents=True)
+        for j in range(i % 4):
+            (d / f"f{j}.txt").write_text(f"{i}-{j}")
+        if i % 3 == 0:
+            (d / "nested" / "deeper").mkdir(parents=True)
+            (d / "nested" / "deeper" / "x.bin").write_bytes(bytes(range(i)))
+        if i == 5:
+            (d / "empty").mkdir()
+    (top / "top.txt").write_text("top")
+    (top / "d03" / "caf\u00e9.txt").write_text("accent")
+    return top
+
+
+def _no_children_left() -> bool:
+    try:
+        return os.waitpid(-1, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return True
+
+
+def test_two_processes_give_the_same_walk_as_one(tmp_path: Path) -> None:
+    top = _tree(tmp_path)
+    one = walk(str(top), "data")
+    two = walk(str(top), "data", split=True)
+    assert two == one
+    assert one.nfiles == 1 + sum(i % 4 for i in range(12)) + 4 + 1
+    assert [lst.rel for lst in one.listings][:3] == ["", "d00/nested/deeper/", "d01/"]
+    assert _no_children_left()
+
+
+def test_the_fingerprint_follows_a_change_in_either_half(tmp_path: Path) -> None:
+    top = _tree(tmp_path)
+    before = walk(str(top), "data", split=True).fingerprint
+    (top / "d11" / "f0.txt").write_text("changed, and longer")
+    after = walk(str(top), "data", split=True)
+    assert after.fingerprint != before
+    assert after == walk(str(top), "data")
+
+
+def test_a_child_that_dies_midway_leaves_its_part_to_the_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    top = _tree(tmp_path)
+    expected = walk(str(top), "data")
+    parent = os.getpid()
+    real_subtree = walk_mod._subtree
+
+    def dying(
+        base: str, rel: str, relpath: str
+    ) -> list[tuple[str, list[str], list[int], list[str]]]:
+        if os.getpid() != parent:
+            os._exit(9)  # the child is killed before it sends anything
+        return real_subtree(base, rel, relpath)
+
+    monkeypatch.setattr(walk_mod, "_subtree", dying)
+    assert walk(str(top), "data", split=True) == expected
+    assert _no_children_left()
+
+
+def test_a_folder_that_fails_in_the_child_is_reported_by_the_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    top = _tree(tmp_path)
+    (top / "d07" / "link").symlink_to(tmp_path)  # fine: a link is listed, not followed
+    parent = os.getpid()
+    real_read = walk_mod._read_dir
+
+    def failing(base: str, rel: str, relpath: str) -> tuple[str, list[str], list[int], list[str]]:
+        if rel.startswith("d07/") and os.getpid() != parent:
+            raise PathError("child-only failure")
+        if rel == "d09/":
+            raise PathError("cannot read directory data/d09: Permission denied")
+        return real_read(base, rel, relpath)
+
+    monkeypatch.setattr(walk_mod, "_read_dir", failing)
+    with pytest.raises(PathError, match="data/d09: Permission denied"):
+        walk(str(top), "data", split=True)
+    assert _no_children_left()
+    monkeypatch.setattr(
+        walk_mod,
+        "_read_dir",
+        lambda b, r, p: failing(b, r, p) if r != "d09/" else real_read(b, r, p),
+    )
+    assert walk(str(top), "data", split=True) == walk(str(top), "data")
+
+
+def test_a_process_with_threads_does_not_fork(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    top = _tree(tmp_path)
+    expected = walk(str(top), "data")
+
+    def no_fork() -> int:
+        raise AssertionError("forked while another thread ran")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert walk(str(top), "data", split=True) == expected
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_a_tree_recorded_big_is_walked_by_two(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    top = _tree(tmp_path)
+    seen: list[bool] = []
+    real = walk_mod.walk
+
+    def spy(top_: str, relpath: str, *, split: bool = False) -> walk_mod.Walk:
+        seen.append(split)
+        return real(top_, relpath, split=split)
+
+    import canon.observe.content as content_mod
+
+    monkeypatch.setattr(content_mod, "walk_tree", spy)
+    monkeypatch.setattr(content_mod, "SPLIT_AT", 20)
+    with StatCache(tmp_path / "stat.db") as cache:
+        first = ContentReader(tmp_path, cache).content("data")
+        second = ContentReader(tmp_path, cache).content("data")
+    assert first is not None and first == second
+    assert first.nfiles == walk(str(top), "data").nfiles >= 20
+    assert seen == [False, True]  # no record yet, then the recorded count
