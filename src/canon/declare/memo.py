@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -285,6 +284,8 @@ def _remember(root: Path, key: str, project: Project) -> None:
     path = root / MEMO
     with contextlib.suppress(OSError, TypeError, ValueError):
         path.parent.mkdir(exist_ok=True)
+        import tempfile  # only when the memo is rewritten
+
         fd, tmp = tempfile.mkstemp(prefix=".declared.", dir=path.parent)
         try:
             with os.fdopen(fd, "w") as f:

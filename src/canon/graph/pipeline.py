@@ -14,7 +14,6 @@ Each stage is named with where it is declared (``"train" (canon.yaml:14)``).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -116,6 +115,8 @@ def build_pipeline(project: Project, exists: Callable[[str], bool]) -> Pipeline:
 
 def _missing_dep(stage: str, path: str, producers: Mapping[str, str]) -> str:
     text = f'stage {stage} depends on "{path}", which does not exist and no stage produces'
+    import difflib  # only for an error message
+
     close = difflib.get_close_matches(path, list(producers), n=1)
     if close:
         text += f' — did you mean "{close[0]}" (an output of "{producers[close[0]]}")?'

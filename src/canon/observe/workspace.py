@@ -8,7 +8,6 @@ pure planner works from.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 from collections.abc import Iterable
@@ -86,10 +85,16 @@ class Workspace:
 
 
 def head_commit(root: Path) -> str | None:
+    import subprocess  # apply asks for the commit; status never does
+
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--verify", "-q", "HEAD"],
-            cwd=root, capture_output=True, text=True, timeout=10, check=False,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -177,6 +182,11 @@ def observe(
             wanted.update(c.digest for c in record.outs.values())
     cached = frozenset(d for d in wanted if ws.store.has(d))
     return Observed(
-        lock=lock, contents=contents, environment=environment, runs=runs, cached=cached,
-        commit=commit, data=data,
+        lock=lock,
+        contents=contents,
+        environment=environment,
+        runs=runs,
+        cached=cached,
+        commit=commit,
+        data=data,
     )

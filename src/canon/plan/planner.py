@@ -10,7 +10,6 @@ stage is about to *restore* are known exactly, so consumers get exact keys.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -89,6 +88,8 @@ def stage_targets(project: Project, targets: Sequence[str]) -> tuple[str, ...]:
     for t in targets:
         name = t.removeprefix("stage.")
         if name not in project.stages:
+            import difflib  # only for an error message
+
             close = difflib.get_close_matches(name, list(project.stages), n=1)
             known = ", ".join(project.stages) or "none declared"
             raise UnknownTargetError(
