@@ -147,3 +147,53 @@ def test_a_tree_recorded_big_is_walked_by_two(
     assert first is not None and first == second
     assert first.nfiles == walk(str(top), "data").nfiles >= 20
     assert seen == [False, True]  # no record yet, then the recorded count
+
+
+def test_a_walk_begun_early_is_joined_and_gives_the_same_walk(tmp_path: Path) -> None:
+    top = _tree(tmp_path)
+    expected = walk(str(top), "data")
+    walk_mod.begin(str(top), "data")
+    assert str(top) in walk_mod._begun
+    assert walk(str(top), "data") == expected  # no split asked: the begun child is joined
+    assert not walk_mod._begun and _no_children_left()
+
+
+def test_a_top_folder_changed_since_the_early_start_is_walked_afresh(tmp_path: Path) -> None:
+    top = _tree(tmp_path)
+    walk_mod.begin(str(top), "data")
+    (top / "d99").mkdir()
+    (top / "d99" / "new.txt").write_text("new")
+    after = walk(str(top), "data", split=True)
+    assert "d99/" in [lst.rel for lst in after.listings]
+    assert after == walk(str(top), "data")
+    assert not walk_mod._begun and _no_children_left()
+
+
+def test_a_walk_begun_and_never_joined_is_reaped_at_exit(tmp_path: Path) -> None:
+    top = _tree(tmp_path)
+    walk_mod.begin(str(top), "data")
+    walk_mod._abandon_all()  # what atexit runs
+    assert not walk_mod._begun and _no_children_left()
+
+
+def test_begin_known_starts_the_trees_the_stat_cache_saw_big(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from canon.observe.root import stat_cache_path
+
+    top = _tree(tmp_path)
+    (tmp_path / "small").mkdir()
+    (tmp_path / "small" / "a").write_text("a")
+    monkeypatch.setattr(walk_mod, "SPLIT_AT", 20)
+    walk_mod.begin_known(tmp_path)  # no stat cache yet: nothing to start
+    assert not walk_mod._begun
+    stat_cache_path(tmp_path).parent.mkdir()
+    with StatCache(stat_cache_path(tmp_path)) as cache:
+        reader = ContentReader(tmp_path, cache)
+        first = reader.content("data")
+        assert reader.content("small") is not None
+    walk_mod.begin_known(tmp_path)
+    assert list(walk_mod._begun) == [str(top)]
+    with StatCache(stat_cache_path(tmp_path)) as cache:
+        assert ContentReader(tmp_path, cache).content("data") == first
+    assert not walk_mod._begun and _no_children_left()

@@ -27,22 +27,6 @@ if TYPE_CHECKING:  # the apply machinery is imported only by run_apply: status s
     from canon.events import Emit
 
 
-class NotAProjectError(CanonError):
-    code = "project.not_found"
-
-
-def find_root(start: Path) -> Path:
-    """The nearest directory at or above ``start`` holding canon.yaml."""
-    here = start.resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / "canon.yaml").is_file():
-            return candidate
-    raise NotAProjectError(
-        f"no canon.yaml in {here} or any parent directory",
-        hint="run `canon init` to start a project, or `-C DIR` to point at one",
-    )
-
-
 def load(root: Path, profile: str | None) -> tuple[Project, Pipeline]:
     project = load_project_memoised(root, profile=profile)
     pipeline = build_pipeline(project, lambda p: os.path.lexists(root / p))

@@ -19,10 +19,16 @@ fingerprint is computed over the merged listings, in the same order as a
 single walk, so it does not depend on who walked what. Anything the child did
 not deliver (it failed, was killed, met a changing or unreadable folder) the
 parent walks itself, which also makes it the one that raises the error.
+
+A command that will walk a big tree can ``begin`` it first thing: the child
+starts on the queue while this process still imports canon and loads the
+declaration, and ``walk`` joins in later. If the top folder's subfolders are
+not the same by then, the child is dropped and the walk starts over.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import marshal
 import os
@@ -30,12 +36,16 @@ import signal
 import threading
 from array import array
 from hashlib import sha256
+from pathlib import Path
 from typing import NamedTuple
 
 from canon.digest import cores
 from canon.errors import PathError
+from canon.observe.root import stat_cache_path
+from canon.stores.manifest import path_problem
+from canon.stores.statcache import big_dirs
 
-__all__ = ["LINK_HINT", "SPLIT_AT", "Changed", "Listing", "Walk", "walk"]
+__all__ = ["LINK_HINT", "SPLIT_AT", "Changed", "Listing", "Walk", "begin", "begin_known", "walk"]
 
 SPLIT_AT = 8192  # files (as of the last walk) from which a second process walks too
 _FINGERPRINT_VERSION = b"canon-fingerprint-1\x00"
@@ -77,8 +87,14 @@ def walk(top: str, relpath: str, *, split: bool = False) -> Walk:
     base = top + "/"
     first = _read_dir(base, "", relpath)
     subdirs = first[3]
-    if split and 2 <= len(subdirs) <= _MAX_QUEUE and cores() > 1 and _fork_safe():
-        parts = _walk_shared(base, relpath, subdirs)
+    begun = _begun.pop(top, None)
+    if begun is not None and begun.subdirs != subdirs:
+        _abandon(begun)  # the top folder changed since the child started
+        begun = None
+    if begun is not None or (
+        split and 2 <= len(subdirs) <= _MAX_QUEUE and cores() > 1 and _fork_safe()
+    ):
+        parts = _walk_shared(base, relpath, subdirs, begun)
     else:
         parts = [_subtree(base, name + "/", relpath) for name in subdirs]
     h = sha256(_FINGERPRINT_VERSION)
@@ -162,9 +178,70 @@ def _fork_safe() -> bool:
     return threading.active_count() == 1 and hasattr(os, "fork")
 
 
-def _walk_shared(base: str, relpath: str, subdirs: list[str]) -> list[list[_Dir]]:
-    """Walk the subtrees of ``subdirs`` in this process and a forked child, which
-    take them from one queue; the result is in ``subdirs`` order."""
+class _Walker(NamedTuple):
+    """A forked child walking a tree's subfolders from a queue the parent shares."""
+
+    subdirs: list[str]  # the top folder's subfolders when the child started
+    queue: int  # read end of the queue of subfolder indices
+    results: int  # read end of the pipe the child sends its listings on
+    pid: int
+
+
+_begun: dict[str, _Walker] = {}  # trees a child started on before anyone asked (begin)
+
+
+def begin_known(root: Path) -> None:
+    """``begin`` every tree of the workspace at ``root`` that its stat cache last
+    saw big (``SPLIT_AT`` files or more)."""
+    for rel in big_dirs(stat_cache_path(root), SPLIT_AT):
+        if path_problem(rel) is None:
+            begin(str(root / rel), rel)
+
+
+def begin(top: str, relpath: str) -> None:
+    """Start walking the big tree at ``top`` in a forked child *now*, while this
+    process goes on importing and loading; ``walk(top, ...)`` later joins in and
+    takes the rest. Nothing happens if the process cannot fork safely."""
+    if top in _begun or cores() < 2 or not _fork_safe():
+        return
+    try:
+        subdirs = _read_dir(top + "/", "", relpath)[3]
+    except (Changed, PathError):
+        return  # the real walk will meet it and say so
+    if 2 <= len(subdirs) <= _MAX_QUEUE:
+        if not _begun:
+            atexit.register(_abandon_all)
+        _begun[top] = _fork_walker(top + "/", relpath, subdirs)
+
+
+def _walk_shared(
+    base: str, relpath: str, subdirs: list[str], begun: _Walker | None
+) -> list[list[_Dir]]:
+    """Walk the subtrees of ``subdirs`` in this process and a forked child (``begun``
+    already, or forked now), which take them from one queue; the result is in
+    ``subdirs`` order."""
+    walker = begun or _fork_walker(base, relpath, subdirs)
+    parts: dict[int, list[_Dir]] = {}
+    reader = os.fdopen(walker.results, "rb")
+    try:
+        _take(walker.queue, base, relpath, subdirs, parts)
+        try:
+            theirs = marshal.loads(reader.read())
+        except (EOFError, ValueError, TypeError):
+            theirs = {}  # the child died mid-way: its part is walked here
+        if isinstance(theirs, dict):
+            parts.update(theirs)
+    finally:
+        reader.close()  # first: a child still writing gets EPIPE instead of blocking us
+        os.close(walker.queue)
+        os.waitpid(walker.pid, 0)
+    return [
+        parts[i] if i in parts else _subtree(base, name + "/", relpath)
+        for i, name in enumerate(subdirs)
+    ]
+
+
+def _fork_walker(base: str, relpath: str, subdirs: list[str]) -> _Walker:
     queue_r, queue_w = os.pipe()
     out_r, out_w = os.pipe()
     try:
@@ -188,24 +265,22 @@ def _walk_shared(base: str, relpath: str, subdirs: list[str]) -> list[list[_Dir]
         finally:
             os._exit(code)
     os.close(out_w)
-    parts: dict[int, list[_Dir]] = {}
-    reader = os.fdopen(out_r, "rb")
-    try:
-        _take(queue_r, base, relpath, subdirs, parts)
-        try:
-            theirs = marshal.loads(reader.read())
-        except (EOFError, ValueError, TypeError):
-            theirs = {}  # the child died mid-way: its part is walked here
-        if isinstance(theirs, dict):
-            parts.update(theirs)
-    finally:
-        reader.close()  # first: a child still writing gets EPIPE instead of blocking us
-        os.close(queue_r)
-        os.waitpid(pid, 0)
-    return [
-        parts[i] if i in parts else _subtree(base, name + "/", relpath)
-        for i, name in enumerate(subdirs)
-    ]
+    return _Walker(subdirs, queue_r, out_r, pid)
+
+
+def _abandon(walker: _Walker) -> None:
+    for fd in (walker.results, walker.queue):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    with contextlib.suppress(OSError):
+        os.kill(walker.pid, signal.SIGKILL)
+        os.waitpid(walker.pid, 0)
+
+
+def _abandon_all() -> None:
+    """At exit: children of trees nobody walked in the end (canon.yaml changed)."""
+    while _begun:
+        _abandon(_begun.popitem()[1])
 
 
 def _take(

@@ -18,6 +18,7 @@ from canon.digest import Digest
 from canon.errors import CanonError
 from canon.graph.pipeline import Pipeline
 from canon.observe.content import ContentReader
+from canon.observe.root import STATE_DIR, stat_cache_path
 from canon.plan.key import environment_digest, stage_key
 from canon.plan.observed import Observed
 from canon.stores.lockfile import read_lock
@@ -26,8 +27,6 @@ from canon.stores.objects import ObjectStore
 from canon.stores.records import Content, Lock, RunRecord
 from canon.stores.runcache import RunCache
 from canon.stores.statcache import StatCache
-
-STATE_DIR = ".canon"
 
 
 class MissingInputError(CanonError):
@@ -53,7 +52,7 @@ class Workspace:
     @property
     def reader(self) -> ContentReader:
         if self._reader is None:
-            self._statcache = StatCache(self.state / "state.db")
+            self._statcache = StatCache(stat_cache_path(self.root))
             self._reader = ContentReader(self.root, self._statcache)
         return self._reader
 

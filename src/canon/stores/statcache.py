@@ -340,6 +340,23 @@ class StatCache:
         self.close()
 
 
+def big_dirs(path: Path, at_least: int) -> list[str]:
+    """Directories the stat cache at ``path`` last saw with ``at_least`` files, read
+    without opening a ``StatCache`` (no write, no schema; ``[]`` on any problem): the
+    walk starts on them before the rest of canon is even imported."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.1)
+    except sqlite3.Error:
+        return []
+    try:
+        rows = db.execute(f"SELECT path FROM {_DIRS} WHERE nfiles >= ?", (at_least,)).fetchall()
+    except sqlite3.Error:
+        return []
+    finally:
+        db.close()
+    return [r[0] for r in rows if isinstance(r[0], str)]
+
+
 def _file_row(row: tuple[object, ...] | None) -> CachedFile | None:
     if row is None or len(row) != 5:
         return None

@@ -10,11 +10,18 @@ from typing import Any
 import click
 
 
-def root_of(ctx: click.Context) -> Path:
-    from canon.apply.session import find_root
+def root_of(ctx: click.Context, *, walks: bool = False) -> Path:
+    """The project root. ``walks``: the command is about to observe the workspace,
+    so the walks of its big trees start now, in the background (``walk.begin``)."""
+    from canon.observe.root import find_root
 
     cwd: Path = ctx.obj["cwd"]
-    return find_root(cwd)
+    root = find_root(cwd)
+    if walks:
+        from canon.observe.walk import begin_known
+
+        begin_known(root)
+    return root
 
 
 def profile_of(ctx: click.Context) -> str | None:

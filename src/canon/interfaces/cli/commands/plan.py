@@ -25,11 +25,12 @@ from canon.interfaces.cli.planview import render_plan
 def command(
     ctx: click.Context, targets: tuple[str, ...], as_json: bool, out: Path | None, force: bool
 ) -> int:
+    root = root_of(ctx, walks=True)  # before the imports below: the walks overlap them
     from canon.apply.session import make_plan
     from canon.stores.atomic import atomic_write
 
     planned = make_plan(
-        root_of(ctx), profile=profile_of(ctx), targets=targets, force=force, with_commit=True
+        root, profile=profile_of(ctx), targets=targets, force=force, with_commit=True
     )
     plan = planned.plan
     if out is not None:

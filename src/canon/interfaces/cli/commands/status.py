@@ -13,9 +13,10 @@ from canon.interfaces.cli.planview import render_plan
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.pass_context
 def command(ctx: click.Context, targets: tuple[str, ...], as_json: bool) -> int:
+    root = root_of(ctx, walks=True)  # before the imports below: the walks overlap them
     from canon.apply.session import make_plan
 
-    planned = make_plan(root_of(ctx), profile=profile_of(ctx), targets=targets, drift=True)
+    planned = make_plan(root, profile=profile_of(ctx), targets=targets, drift=True)
     plan = planned.plan
     if as_json:
         print_json({**plan.to_dict(), "up_to_date": plan.up_to_date, "drift": plan.drift})
