@@ -146,6 +146,14 @@ class RemoteError(CanonError):
     exit_code = 4
 
 
+class RemoteConfigError(RemoteError):
+    """The remote cannot even be opened as declared (its backend library is missing,
+    its options are refused): the user's to fix, not the service's."""
+
+    code = "remote.config"
+    exit_code = 2
+
+
 class RemoteUnavailableError(RemoteError):
     code = "remote.unavailable"
 

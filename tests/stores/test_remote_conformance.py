@@ -138,3 +138,24 @@ def test_s3_5xx_is_retried_then_succeeds(s3: S3Server) -> None:
 
 
 Factory = Callable[[], Remote]
+
+
+@pytest.mark.parametrize(
+    ("url", "package"), [("gs://bucket/p", "gcsfs"), ("az://box/p", "adlfs")]
+)
+def test_a_remote_whose_backend_is_not_installed_is_the_users_to_fix(
+    url: str, package: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fsspec
+
+    from canon.errors import RemoteConfigError
+    from canon.stores.remotes.cloud import FsspecRemote
+
+    def missing(protocol: str, **_: object) -> None:
+        raise ImportError(f"Install {package} to access this storage")
+
+    monkeypatch.setattr(fsspec, "filesystem", missing)
+    with pytest.raises(RemoteConfigError, match=f"cannot open remote {url}") as err:
+        FsspecRemote(url)
+    assert err.value.exit_code == 2
+    assert err.value.hint == f"{url[:2]}:// remotes need the {package} package: pip install {package}"

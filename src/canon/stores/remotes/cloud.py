@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from canon.errors import RemoteError
+from canon.errors import RemoteConfigError, RemoteError
 from canon.stores.remotes.protocol import KeyMissingError, RemoteFile, check_key
 from canon.stores.remotes.retry import Transient, call, scrub
 from canon.urls import redact, scheme_of
@@ -43,8 +43,8 @@ class FsspecRemote:
         try:
             import fsspec  # type: ignore[import-untyped]
         except ImportError as exc:  # pragma: no cover - fsspec comes with the s3 extra
-            raise RemoteError(
-                f"remote {redact(url)} needs fsspec", hint="pip install 'canon[s3]'"
+            raise RemoteConfigError(
+                f"remote {redact(url)} needs fsspec", hint=_install_hint(scheme)
             ) from exc
         options: dict[str, Any] = {"skip_instance_cache": True}
         if scheme in _S3:
@@ -67,9 +67,9 @@ class FsspecRemote:
         try:
             self.fs = fsspec.filesystem(scheme, **options)
         except (ImportError, ValueError) as exc:
-            raise RemoteError(
+            raise RemoteConfigError(
                 f"cannot open remote {redact(url)}: {scrub(str(exc))}",
-                hint="for s3:// install canon's s3 extra: pip install 'canon[s3]'",
+                hint=_install_hint(scheme),
             ) from exc
         if hasattr(self.fs, "retries"):
             self.fs.retries = 1  # one policy: canon's (see module docstring)
@@ -136,6 +136,17 @@ class FsspecRemote:
         for i in range(0, len(paths), 1000):  # S3 DeleteObjects takes at most 1000 keys
             batch = paths[i : i + 1000]
             self._call(f"DELETE {len(batch)} keys", lambda b=batch: _rm(self.fs, b))  # type: ignore[misc]
+
+
+_PACKAGES = {"gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "abfss": "adlfs"}
+
+
+def _install_hint(scheme: str) -> str:
+    """What to install for a remote of this scheme (s3 comes with canon's extra)."""
+    package = _PACKAGES.get(scheme)
+    if package is not None:
+        return f"{scheme}:// remotes need the {package} package: pip install {package}"
+    return "s3:// remotes need canon's s3 extra: pip install 'canon[s3]'"
 
 
 def _find(fs: Any, top: str) -> dict[str, Any]:
