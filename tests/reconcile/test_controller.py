@@ -98,6 +98,9 @@ def test_webhook_to_serving_and_a_broken_commit_stalls(tmp_path: Path) -> None:
         metrics = httpx.get(url + "/metrics").text
         assert 'canon_controller_webhooks_total{outcome="duplicate"} 1' in metrics
         assert 'canon_controller_reconciles_total{condition="Stalled"} 1' in metrics
+        saved = json.loads((ctl / ".canon" / "controller" / "status.json").read_text())
+        assert saved["condition"] == "Stalled" and saved["last_applied"] == head
+        assert saved["stalled_on"] == dev.git("rev-parse", "HEAD")  # kept across restarts
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         try:

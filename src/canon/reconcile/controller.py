@@ -14,10 +14,18 @@ what happens next (fluxcd kustomize-controller's model):
 
 A failed or empty read of Git never prunes or undeploys anything: on a fetch failure
 nothing is applied, and apply itself never removes deployments.
+
+The status (condition, reason, when the condition last changed, last attempted and
+last applied commit, counts, and the commit that stalled) is written atomically to
+``.canon/controller/status.json`` after every reconcile and read back at start: a
+restarted controller reports what it last did, and does not run a commit that
+stalled again. A damaged file is set aside and the controller starts afresh.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import random
 import subprocess
 import threading
@@ -26,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from canon.errors import (
     CanonError,
@@ -35,7 +44,11 @@ from canon.errors import (
     ProfileError,
     StageFailedError,
 )
-from canon.events import Emit, Event
+from canon.events import Emit, Event, Notice
+from canon.stores.atomic import atomic_write
+
+STATUS_FILE = Path(".canon") / "controller" / "status.json"
+_FORMAT = 1
 
 
 class Condition(StrEnum):
@@ -73,6 +86,78 @@ class Status:
     last_attempted: str | None = None
     reconciles: dict[str, int] = field(default_factory=dict)  # condition -> count
     failures_in_a_row: int = 0
+    since: float = 0.0  # when the condition last changed (a Kubernetes lastTransitionTime)
+    stalled_on: str | None = None  # this commit stalled: only a new commit is tried
+
+    def to_dict(self) -> dict[str, Any]:
+        last = self.last
+        return {
+            "condition": last.condition.value if last else None,
+            "reason": last.reason if last else "NotReconciledYet",
+            "message": last.message if last else "",
+            "at": last.at if last else None,
+            "since": self.since or None,
+            "last_attempted": self.last_attempted,
+            "last_applied": self.last_applied,
+            "stalled_on": self.stalled_on,
+            "reconciles": dict(self.reconciles),
+            "failures_in_a_row": self.failures_in_a_row,
+        }
+
+    @staticmethod
+    def from_dict(doc: dict[str, Any]) -> Status:
+        """The inverse of ``to_dict``; ``ValueError``/``KeyError``/``TypeError`` if damaged."""
+        last = None
+        if doc["condition"] is not None:
+            last = Result(
+                Condition(doc["condition"]),
+                str(doc["reason"]),
+                str(doc["message"]),
+                _commit(doc["last_attempted"]),
+                float(doc["at"]),
+            )
+        counts = doc["reconciles"]
+        if not isinstance(counts, dict):
+            raise TypeError("reconciles")
+        return Status(
+            last,
+            _commit(doc["last_applied"]),
+            _commit(doc["last_attempted"]),
+            {str(k): int(v) for k, v in counts.items()},
+            int(doc["failures_in_a_row"]),
+            float(doc["since"] or 0.0),
+            _commit(doc["stalled_on"]),
+        )
+
+
+def _commit(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value):
+        return value
+    raise ValueError(f"not a commit: {value!r}")
+
+
+def load_status(root: Path) -> Status:
+    """The status a previous controller left in ``root`` (a fresh one if none or damaged;
+    a damaged file is kept beside as ``status.json.damaged`` for a human to look at)."""
+    path = root / STATUS_FILE
+    try:
+        doc = json.loads(path.read_bytes())
+        if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
+            raise ValueError("unknown format")
+        return Status.from_dict(doc)
+    except FileNotFoundError:
+        return Status()
+    except (OSError, ValueError, KeyError, TypeError):
+        with contextlib.suppress(OSError):
+            path.replace(path.with_name(path.name + ".damaged"))
+        return Status()
+
+
+def save_status(root: Path, status: Status) -> None:
+    doc = {"format": _FORMAT, **status.to_dict()}
+    atomic_write(root / STATUS_FILE, (json.dumps(doc, sort_keys=True) + "\n").encode())
 
 
 ApplyFn = Callable[[Path, str | None, Emit], None]
@@ -107,10 +192,9 @@ class Controller:
         self.emit = emit
         self.apply = apply
         self.clock = clock
-        self.status = Status()
+        self.status = load_status(root)
         self.wake = threading.Event()
         self.stopping = threading.Event()
-        self._stalled_on: str | None = None
 
     def reconcile(self) -> Result:
         o = self.options
@@ -121,7 +205,7 @@ class Controller:
             return self._record(Condition.RETRY, "GitFetchFailed", str(exc), None)
         if not commit:
             return self._record(Condition.RETRY, "GitEmpty", "the branch resolved to nothing", None)
-        if commit == self._stalled_on:
+        if commit == self.status.stalled_on:
             return self._record(
                 Condition.STALLED,
                 "WaitingForGitChange",
@@ -135,13 +219,13 @@ class Controller:
         try:
             self.apply(self.root, o.profile, self.emit)
         except (DeclarationError, GraphError, ProfileError, StageFailedError) as exc:
-            self._stalled_on = commit
+            self.status.stalled_on = commit
             return self._record(Condition.STALLED, type(exc).__name__, exc.message, commit)
         except LockedError as exc:
             return self._record(Condition.RETRY, "RepoLocked", exc.message, commit)
         except CanonError as exc:
             return self._record(Condition.RETRY, exc.code, exc.message, commit)
-        self._stalled_on = None
+        self.status.stalled_on = None
         self.status.last_applied = commit
         return self._record(
             Condition.READY, "ReconciliationSucceeded", f"applied {commit[:12]}", commit
@@ -152,10 +236,16 @@ class Controller:
     ) -> Result:
         result = Result(condition, reason, message, commit, self.clock())
         s = self.status
+        if s.last is None or s.last.condition is not condition:
+            s.since = result.at
         s.last = result
         s.last_attempted = commit or s.last_attempted
         s.reconciles[condition.value] = s.reconciles.get(condition.value, 0) + 1
         s.failures_in_a_row = 0 if condition is Condition.READY else s.failures_in_a_row + 1
+        try:
+            save_status(self.root, s)
+        except OSError as exc:  # the loop goes on; the next reconcile writes it again
+            self.emit(Notice(f"controller status not saved: {exc}"))
         self.emit(ReconcileFinished(condition.value, reason, message, commit))
         return result
 

@@ -43,17 +43,7 @@ def create_app(controller: Controller, secret: bytes) -> Starlette:
         return _json(202, {"status": "reconcile requested"})
 
     def status_doc() -> dict[str, Any]:
-        s = controller.status
-        last = s.last
-        return {
-            "condition": last.condition.value if last else None,
-            "reason": last.reason if last else "NotReconciledYet",
-            "message": last.message if last else "",
-            "last_attempted": s.last_attempted,
-            "last_applied": s.last_applied,
-            "reconciles": s.reconciles,
-            "webhooks": counts,
-        }
+        return {**controller.status.to_dict(), "webhooks": counts}
 
     async def healthz(request: Request) -> Response:
         return _json(200, {"status": "alive"})
