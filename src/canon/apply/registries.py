@@ -153,7 +153,14 @@ def pull_image(
         pinned = record.digest if record is not None else None
     except ImageError:
         pass
-    with RegistryClient(ref.host) as client:
+    from canon.stores.repolock import RepoLock
+
+    # under the apply lock: `canon gc` never sees blobs written but not yet tagged
+    with (
+        RepoLock(root / ".canon" / "apply.lock") as repo_lock,
+        RegistryClient(ref.host) as client,
+    ):
+        repo_lock.acquire(["canon", "pull-image", reference], wait=30.0)
         if wanted is None:
             current = client.resolve(ref.repository, ref.tag or "latest")
             if current is None:
@@ -169,5 +176,5 @@ def pull_image(
             else:
                 wanted = current
         descriptor = _pull_manifest(client, ref, wanted, layout, platform)
-    layout.tag(tag_name, descriptor)
+        layout.tag(tag_name, descriptor)
     return descriptor
