@@ -3,8 +3,9 @@
 The image's base is a Debian bookworm made with ``debootstrap`` (cached under
 /var/cache/canon-test-debootstrap, ~45 s once), pushed to the test registry by
 skopeo and declared as ``from: 127.0.0.1:PORT/debian@sha256:...``: canon pulls
-it (verified), stacks the environment, repo and model layers on it, pushes,
-and podman runs the entrypoint on a JSON line. Always ``--network none``.
+it (verified), stacks the runtime (canon's model server), repo and model layers
+on it, pushes, and podman runs the image's own entrypoint: the HTTP model server,
+on a free loopback port (``--network host``, never the default network).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import json
 import os
 import subprocess
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from .conftest import Registry, make_project, need
+from .conftest import Registry, free_port, make_project, need
 
 CACHE = Path(os.environ.get("CANON_TEST_DEBOOTSTRAP", "/var/cache/canon-test-debootstrap"))
 
@@ -138,8 +141,10 @@ def podman(tmp_path: Path) -> Iterator[list[str]]:
 
 
 @pytest.mark.slow
-def test_model_image_runs_its_handler_in_podman(tmp_path: Path, registry: Registry,
-                                                debian: str, podman: list[str]) -> None:
+def test_model_image_serves_http_in_podman(tmp_path: Path, registry: Registry,
+                                           debian: str, podman: list[str]) -> None:
+    """The image's own entrypoint (canon's model server, baked into the base) answers
+    over HTTP: nothing of canon or its dependencies comes from the project's lock."""
     p = make_project(tmp_path / "p", base_from=debian)
     p.canon("apply")
     p.canon("build")
@@ -148,13 +153,39 @@ def test_model_image_runs_its_handler_in_podman(tmp_path: Path, registry: Regist
     ref = f"{ns}/model:{p.git('rev-parse', 'HEAD')[:12]}"
     subprocess.run([*podman, "pull", "--tls-verify=false", ref], check=True,
                    capture_output=True, timeout=300)
-    done = subprocess.run(
-        [*podman, "run", "--rm", "-i", "--network", "none", ref],
-        input='{"x": [1, 2]}\n{"x": [2, 0]}\n', capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert [json.loads(line) for line in done.stdout.splitlines()] == [
-        {"score": 4.5}, {"score": 1.0}]
-    prov = subprocess.run(
-        [*podman, "run", "--rm", "--network", "none", "--entrypoint", "cat", ref,
-         "/canon/provenance.json"], capture_output=True, text=True, timeout=120, check=True)
-    assert json.loads(prov.stdout)["base"]["digest"] == p.digest("base")
+    port = free_port()
+    name = f"canon-test-{port}"
+    started = subprocess.run(
+        [*podman, "run", "-d", "--name", name, "--network", "host",
+         "-e", f"PORT={port}", "-e", "CANON_HOST=127.0.0.1",
+         "-e", f"CANON_IMAGE_DIGEST={p.digest('model')}", ref],
+        capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        ready = None
+        while time.monotonic() < deadline:
+            try:
+                ready = httpx.get(f"{url}/readyz", timeout=2)
+                if ready.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        logs = subprocess.run([*podman, "logs", name], capture_output=True, text=True).stderr
+        assert ready is not None and ready.status_code == 200, logs
+        assert ready.json()["state"] == "ready"
+        single = httpx.post(f"{url}/predict", json={"inputs": {"x": [1, 2]}}, timeout=10)
+        assert single.status_code == 200, single.text
+        assert single.json() == {"predictions": {"score": 4.5}}
+        batch = httpx.post(f"{url}/predict", json={"instances": [{"x": [2, 0]}, {"x": [0, 1]}]},
+                           timeout=10)
+        assert batch.json() == {"predictions": [{"score": 1.0}, {"score": 2.0}]}
+        prov = httpx.get(f"{url}/provenance", timeout=10).json()
+        assert prov["verified"] is True
+        assert prov["image"] == p.digest("model")
+        assert prov["provenance"]["base"]["digest"] == p.digest("base")
+        assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+    finally:
+        subprocess.run([*podman, "rm", "-f", "-t", "5", name], capture_output=True, timeout=60)

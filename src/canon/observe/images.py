@@ -26,11 +26,14 @@ from typing import Any
 from canon.declare.project import ArtifactKind, ArtifactSpec, Project
 from canon.digest import Digest, hash_bytes, hash_file
 from canon.errors import ImageError
+from canon.observe.runtime import runtime
 from canon.plan.observed import ImageObservation
 from canon.stores.oci.spec import canonical_json
 from canon.stores.records import ImageRecord, ProfileState
 
-IMAGE_FORMAT = 2  # bump when what canon puts in an image changes (2: blockwise parallel gzip)
+# bump when what canon puts in an image changes (2: blockwise parallel gzip; 3: the base
+# carries the model server runtime, the model image's entrypoint is `canon serve`)
+IMAGE_FORMAT = 3
 LOCK_FILE = "canon.lock"
 
 NEVER_BUILT = "NEVER_BUILT"
@@ -107,6 +110,7 @@ def base_key(root: Path, project: Project, spec: ArtifactSpec, commit: str) -> D
             "tree": tree_key(root, commit),
             "python": project.environment.python,
             "requirements": project.environment.requirements,
+            "runtime": runtime().identity,
         }
     )
 

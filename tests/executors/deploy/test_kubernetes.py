@@ -18,6 +18,7 @@ from canon.executors.deploy.fake import FakeDeployer
 from canon.executors.deploy.kubernetes import FakeKube, KubernetesDeployer
 from canon.executors.deploy.manifests import Source, render
 from canon.executors.deploy.target import Deployer, Release
+from canon.executors.image.runtime import ENTRYPOINT
 from tests.images.conftest import make_project
 
 DIGEST = "sha256:" + "ab" * 32
@@ -46,6 +47,10 @@ def test_manifests_are_valid_pinned_and_safe(tmp_path: Path) -> None:
     assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     container = spec["template"]["spec"]["containers"][0]
     assert container["image"] == f"registry.example.com/weather/model@{DIGEST}"
+    # the image's own entrypoint (canon's model server, in every base), told its digest
+    assert container["command"] == list(ENTRYPOINT)
+    assert container["args"] == ["--port", "8080"]
+    assert container["env"] == [{"name": "CANON_IMAGE_DIGEST", "value": DIGEST}]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["resources"] == {

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from canon.declare.project import DeploymentSpec
+from canon.executors.image.runtime import ENTRYPOINT
 
 CONTAINER_PORT = 8080
 MANAGED_BY = "canon"
@@ -143,18 +144,11 @@ def _pod(spec: DeploymentSpec, image: str, digest: str) -> dict[str, Any]:
                 "name": "model",
                 "image": image,
                 "imagePullPolicy": "IfNotPresent",
-                # the model server, serving the image it runs in (/canon/provenance.json)
-                "command": ["python3", "-m", "canon.interfaces.cli.main", "serve"],
-                "args": [
-                    "--image-root",
-                    "/",
-                    "--image-digest",
-                    digest,
-                    "--host",
-                    "0.0.0.0",
-                    "--port",
-                    str(CONTAINER_PORT),
-                ],
+                # the image's own entrypoint: `canon serve --image-root /` on 0.0.0.0
+                # (executors.image.runtime.LAUNCHER), told the digest it runs as
+                "command": list(ENTRYPOINT),
+                "args": ["--port", str(CONTAINER_PORT)],
+                "env": [{"name": "CANON_IMAGE_DIGEST", "value": digest}],
                 "workingDir": "/canon/repo",
                 "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
                 "readinessProbe": {

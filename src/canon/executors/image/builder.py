@@ -1,14 +1,17 @@
 """Build base and model images into an OCI layout, bit for bit reproducibly.
 
-    base  = [layers of the pinned ``from:`` image] + environment layer + repo layer
+    base  = [layers of the pinned ``from:`` image] + environment layer + runtime layer
+            (canon's model server, ``runtime.py``) + repo layer
     model = [every layer of the base, byte for byte] + ONE layer (the ``add:``
-            files, /canon/provenance.json, /canon/serve.py)
+            files, /canon/provenance.json); its entrypoint is the base's
+            /canon/serve.py: ``canon serve`` over HTTP
 
 Every input of an image is named by its *key* (a digest over exactly what goes
 into it), so "is the recorded image still right?" is answered without
 building. A base's key covers the commit's tree minus ``canon.lock`` (recording
 an image in the lock and committing it must not make the image stale), the
-artifact's declaration and the base reference; the base's content (labels,
+artifact's declaration, the base reference and canon's own runtime
+(``observe.runtime``: the model server every base carries); the base's content (labels,
 provenance, file times) comes from that commit. A model's key covers its
 provenance document (base digest, the added files' digests, stage keys, data
 digests, params) and its declaration.
@@ -26,11 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from canon import __version__ as canon_version
 from canon.declare.project import ArtifactKind, ArtifactSpec, Project
 from canon.digest import Digest, hash_bytes
 from canon.errors import ImageError
-from canon.executors.image import environment, repo
+from canon.executors.image import environment, repo, runtime
 from canon.executors.image.tarball import Entry, Layer, build_layer
+from canon.observe import runtime as runtime_info
 from canon.observe.images import (
     LOCK_FILE,
     Commit,
@@ -45,25 +50,8 @@ from canon.stores.records import ProfileState
 
 REPO_DIR = "canon/repo"  # /canon/repo in the image: the working directory
 PROVENANCE = "canon/provenance.json"
-SERVE_SCRIPT = "canon/serve.py"
 ENV_MTIME = 1  # the environment layer's file times: 1970-01-01T00:00:01Z, as Jib does
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-# The model image's default entrypoint until a model server exists (issue 5):
-# one JSON document per line on stdin -> the handler's answer as one JSON line.
-SERVE = b'''"""canon: call the model's declared handler on JSON lines from stdin."""
-import importlib
-import json
-import os
-import sys
-
-module, _, function = os.environ["CANON_HANDLER"].partition(":")
-handler = getattr(importlib.import_module(module), function)
-for line in sys.stdin:
-    if line.strip():
-        sys.stdout.write(json.dumps(handler(json.loads(line)), sort_keys=True) + "\\n")
-        sys.stdout.flush()
-'''
 
 FetchBase = Callable[[str, str], oci.Descriptor]  # (reference, platform) -> manifest in layout
 ReadFile = Callable[[str], bytes]  # a model's added file (repo-relative path) -> its bytes
@@ -142,6 +130,17 @@ class ImageBuilder:
                     f" ({spec.platform}, Python {self.project.environment.python})",
                 }
             )
+        python = self.project.environment.python or "3.11"
+        runtime_layer = self._runtime_layer(spec, python)
+        layers.append(runtime_layer.descriptor)
+        diff_ids.append(runtime_layer.diff_id)
+        history.append(
+            {
+                "created": created,
+                "created_by": f"canon: the model server (canon {canon_version}, "
+                f"{spec.platform}, Python {python})",
+            }
+        )
         files = repo.repo_files(self.root, commit, REPO_DIR, spec.exclude)
         if files.secrets:
             notices.append(
@@ -165,6 +164,7 @@ class ImageBuilder:
             if spec.base_image is None
             else {"name": spec.base_image, "digest": base_digest},
             "environment": None if env_layer is None else env_layer.diff_id,
+            "runtime": runtime_layer.diff_id,
         }
         entries = [*files.entries, Entry.data(PROVENANCE, _pretty(provenance))]
         repo_layer = build_layer(self.layout, entries, commit.time)
@@ -200,25 +200,39 @@ class ImageBuilder:
             )
         python = env.python or "3.11"
         key = key_of({"env": hash_bytes(requirements), "platform": spec.platform, "python": python})
-        cached = self._cached_layer(key)
+        name = f"env-{key[7:]}.json"
+        cached = self._cached_layer(name)
         if cached is not None:
             return cached
         with environment.installed(requirements, spec.platform, python) as entries:
             # not the commit's time: this layer is cached by its key across commits, and
             # a fresh clone of a later commit must build the same bytes
             layer = build_layer(self.layout, entries, ENV_MTIME)
+        return self._remember(name, layer)
+
+    def _runtime_layer(self, spec: ArtifactSpec, python: str) -> Layer:
+        rt = runtime_info.runtime()
+        key = key_of({"runtime": rt.identity, "platform": spec.platform, "python": python})
+        name = f"runtime-{key[7:]}.json"
+        cached = self._cached_layer(name)
+        if cached is not None:
+            return cached
+        layer = runtime.build_runtime_layer(self.layout, rt, spec.platform, python, ENV_MTIME)
+        return self._remember(name, layer)
+
+    def _remember(self, name: str, layer: Layer) -> Layer:
         self.cache.mkdir(parents=True, exist_ok=True)
         from canon.stores.atomic import atomic_write
 
         atomic_write(
-            self.cache / f"env-{key[7:]}.json",
+            self.cache / name,
             oci.canonical_json({**layer.descriptor.to_json(), "diff_id": layer.diff_id}),
         )
         return layer
 
-    def _cached_layer(self, key: Digest) -> Layer | None:
+    def _cached_layer(self, name: str) -> Layer | None:
         try:
-            raw = json.loads((self.cache / f"env-{key[7:]}.json").read_bytes())
+            raw = json.loads((self.cache / name).read_bytes())
             descriptor = oci.parse_descriptor(raw, "layer cache")
             diff_id = Digest(str(raw["diff_id"]))
         except (OSError, ValueError, KeyError, ImageError):
@@ -243,8 +257,6 @@ class ImageBuilder:
             for p in spec.add
         ]
         entries.append(Entry.data(PROVENANCE, _pretty(provenance)))
-        if spec.handler is not None:
-            entries.append(Entry.data(SERVE_SCRIPT, SERVE, executable=True))
         layer = build_layer(self.layout, entries, mtime)
         layers = [*manifest.layers, layer.descriptor]
         diff_ids = [*oci.diff_ids(config), layer.diff_id]
@@ -257,13 +269,15 @@ class ImageBuilder:
         entrypoint = (
             list(spec.entrypoint)
             if spec.entrypoint is not None
-            else ["python3", f"/{SERVE_SCRIPT}"]
+            else list(runtime.ENTRYPOINT)
             if spec.handler is not None
             else None
         )
         image_config = self._config(
             config, spec, created, env, labels, entrypoint, diff_ids, history
         )
+        if spec.handler is not None and spec.entrypoint is None:
+            image_config["config"]["ExposedPorts"] = {f"{runtime.DEFAULT_PORT}/tcp": {}}
         return self._store(
             spec,
             image_config,
@@ -291,7 +305,11 @@ class ImageBuilder:
             path = env.get("PATH", BASE_PATH)
             env["PATH"] = f"/{environment.ENV_PREFIX}/bin:{path}"
             extra = [f"/{REPO_DIR}/{p}" for p in spec.pythonpath]
-            env["PYTHONPATH"] = ":".join([f"/{environment.ENV_PREFIX}", *extra])
+            # the runtime last: in the experimentation image the project's packages win
+            # (the model server's launcher puts it first for itself)
+            env["PYTHONPATH"] = ":".join(
+                [f"/{environment.ENV_PREFIX}", *extra, f"/{runtime.PREFIX}"]
+            )
             env["PYTHONDONTWRITEBYTECODE"] = "1"
         env.update(dict(spec.env))
         return env

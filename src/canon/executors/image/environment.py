@@ -61,10 +61,12 @@ def pip_command(requirements: Path, target: Path, platform: str, python: str) ->
 
 
 @contextlib.contextmanager
-def installed(requirements: bytes, platform: str, python: str) -> Iterator[list[Entry]]:
-    """Install the lock into a temp dir; its files as normalised entries, read only
-    when the layer writer reaches them (one file in memory at a time, not the whole
-    environment), while the context is open."""
+def installed(
+    requirements: bytes, platform: str, python: str, prefix: str = ENV_PREFIX
+) -> Iterator[list[Entry]]:
+    """Install the lock into a temp dir; its files as normalised entries under
+    ``prefix``, read only when the layer writer reaches them (one file in memory at a
+    time, not the whole environment), while the context is open."""
     with tempfile.TemporaryDirectory(prefix="canon-env-") as tmp:
         req = Path(tmp) / "requirements.lock"
         req.write_bytes(requirements)
@@ -79,10 +81,10 @@ def installed(requirements: bytes, platform: str, python: str) -> Iterator[list[
                 hint="every requirement must be pinned and have a wheel for the target "
                 "platform (only binary wheels can be installed for another platform)",
             )
-        yield entries_of(target)
+        yield entries_of(target, prefix)
 
 
-def entries_of(site: Path) -> list[Entry]:
+def entries_of(site: Path, prefix: str = ENV_PREFIX) -> list[Entry]:
     """A pip ``--target`` directory as layer entries, normalised (see module doc)."""
     scripts = _fix_scripts(site)
     entries: list[Entry] = []
@@ -94,7 +96,7 @@ def entries_of(site: Path) -> list[Entry]:
                 continue
             full = os.path.join(dirpath, name)
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            path = f"{ENV_PREFIX}/{rel}"
+            path = f"{prefix}/{rel}"
             if os.path.islink(full):
                 link = os.readlink(full)
                 if link.startswith("/") or ".." in link.split("/"):

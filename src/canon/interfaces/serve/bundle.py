@@ -27,6 +27,7 @@ from canon.errors import ServeError
 
 PROVENANCE = "canon/provenance.json"
 REPO = "canon/repo"
+RUNTIME = "/canon/runtime"  # executors.image.runtime.PREFIX
 
 # Formats whose loaders execute code from the file (pickle opcodes).
 PICKLE_SUFFIXES = frozenset(
@@ -76,10 +77,12 @@ def from_image_root(root: Path, image_digest: str | None = None) -> Bundle:
         )
     config = _image_config(root)
     env = _image_env(config)
+    # not /canon/runtime (canon's own server, in every base image): whoever serves the
+    # image here already runs a canon; its copy in the image is for containers
     pythonpath = [
         root / entry.lstrip("/")
         for entry in env.get("PYTHONPATH", "").split(":")
-        if entry.startswith("/")
+        if entry.startswith("/") and entry.rstrip("/") != RUNTIME
     ]
     if not pythonpath:
         pythonpath = [root / REPO / "src", root / REPO]
