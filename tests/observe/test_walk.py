@@ -197,3 +197,30 @@ def test_begin_known_starts_the_trees_the_stat_cache_saw_big(
     with StatCache(stat_cache_path(tmp_path)) as cache:
         assert ContentReader(tmp_path, cache).content("data") == first
     assert not walk_mod._begun and _no_children_left()
+
+
+def test_a_snapshot_just_after_an_observation_reuses_its_walk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import canon.observe.content as content_mod
+
+    top = _tree(tmp_path)
+    walks: list[str] = []
+    real = walk_mod.walk
+
+    def counting(top_: str, relpath: str, *, split: bool = False) -> walk_mod.Walk:
+        walks.append(relpath)
+        return real(top_, relpath, split=split)
+
+    monkeypatch.setattr(content_mod, "walk_tree", counting)
+    with StatCache(tmp_path / "stat.db") as cache:
+        reader = ContentReader(tmp_path, cache)
+        seen = reader.content("data")
+        snap = reader.snapshot("data", just_observed=True)
+        assert walks == ["data"]  # one walk for both
+        assert snap is not None and snap[0] == seen and snap[1] is not None
+        assert snap[1].digest == seen.digest if seen else False
+        (top / "d01" / "f0.txt").write_text("changed after the walk, and longer")
+        fresh = reader.snapshot("data")  # not just observed: walks again, sees the change
+        assert walks == ["data", "data"]
+        assert fresh is not None and seen is not None and fresh[0].digest != seen.digest

@@ -60,6 +60,8 @@ class ContentReader:
         # The last manifest built per tree, by walk fingerprint: a snapshot right after
         # an observation (plan, then apply) reuses it instead of building it again.
         self._built: dict[str, tuple[str, Manifest]] = {}
+        # The last walk per tree and when it began, for ``snapshot(..., just_observed=True)``.
+        self._walked: dict[str, tuple[Walk, int]] = {}
 
     def content(self, relpath: str, hasher: Hasher | None = None) -> Content | None:
         """What is at workspace path ``relpath`` (``None``: nothing). Fast when unchanged.
@@ -68,9 +70,20 @@ class ContentReader:
         snap = self._observe(relpath, want_manifest=False, hasher=hasher)
         return None if snap is None else snap[0]
 
-    def snapshot(self, relpath: str) -> tuple[Content, Manifest | None] | None:
-        """``content`` plus, for a directory, its manifest (always built fresh
-        from the walk, with unchanged files' digests from the stat cache)."""
+    def snapshot(
+        self, relpath: str, *, just_observed: bool = False
+    ) -> tuple[Content, Manifest | None] | None:
+        """``content`` plus, for a directory, its manifest (built from a walk, with
+        unchanged files' digests from the stat cache). The walk is fresh unless
+        ``just_observed``: the caller observed ``relpath`` a moment ago, as part of the
+        same observation (status: a dataset's content, then its file list to compare
+        with the pin), and that walk is reused."""
+        if just_observed and relpath in self._walked:
+            walk, began_ns = self._walked[relpath]
+            try:
+                return self._tree(relpath, True, began_ns, hash_files, walk)
+            except Changed:
+                pass  # a file changed since: observe afresh
         return self._observe(relpath, want_manifest=True)
 
     # -- dispatch -------------------------------------------------------------------
@@ -132,10 +145,17 @@ class ContentReader:
     # -- one directory --------------------------------------------------------------
 
     def _tree(
-        self, relpath: str, want_manifest: bool, hashed_ns: int, hasher: Hasher
+        self,
+        relpath: str,
+        want_manifest: bool,
+        hashed_ns: int,
+        hasher: Hasher,
+        walk: Walk | None = None,
     ) -> tuple[Content, Manifest | None]:
-        split = self.cache.dir_files(relpath) >= SPLIT_AT
-        walk = walk_tree(str(self.root / relpath), relpath, split=split)
+        if walk is None:
+            split = self.cache.dir_files(relpath) >= SPLIT_AT
+            walk = walk_tree(str(self.root / relpath), relpath, split=split)
+            self._walked[relpath] = (walk, hashed_ns)
         if not want_manifest:
             hit = self.cache.dir_entry(relpath, walk.fingerprint, walk.max_mtime_ns)
             if hit is not None and hit.nfiles == walk.nfiles and hit.size == walk.size:

@@ -71,7 +71,7 @@ def _workspace_source(
     if not ws.store.has(pin.content.digest):
         note = "content differs from the pin (pinned manifest not in the cache: no file list)"
         return DataObservation(source=content, cached=cached, drift=Drift(note=note))
-    snap = ws.snapshot(ds.path)
+    snap = ws.snapshot(ds.path, just_observed=True)  # the walk `content` just made
     if snap is None or snap[1] is None:
         return DataObservation(missing=snap is None, source=content, cached=cached)
     found = manifest_drift(ws.store.read_verified(pin.content.digest), snap[1])

@@ -63,10 +63,13 @@ class Workspace:
                 return self.reader.content(path, self.store.hash_and_stage)
             return self.reader.content(path)
 
-    def snapshot(self, path: str) -> tuple[Content, Manifest | None] | None:
-        """Content plus, for a directory, its manifest (to store it)."""
+    def snapshot(
+        self, path: str, *, just_observed: bool = False
+    ) -> tuple[Content, Manifest | None] | None:
+        """Content plus, for a directory, its manifest (to store it, or to compare it);
+        ``just_observed``: see ``ContentReader.snapshot``."""
         with self._guard:
-            return self.reader.snapshot(path)
+            return self.reader.snapshot(path, just_observed=just_observed)
 
     def close(self) -> None:
         with self._guard:

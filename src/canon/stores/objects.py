@@ -320,10 +320,16 @@ class ObjectStore:
 
     def read_verified(self, d: Digest) -> bytes:
         """The bytes of object ``d``, re-hashed (``IntegrityError`` if they are not ``d``;
-        ``StateError`` if the object is missing)."""
-        path, offset, length = self._where(d)
+        ``StateError`` if the object is missing). A loose file is tried first: one
+        object read (a pinned manifest, a lock's record) need not load every pack index."""
         try:
-            data = Path(path).read_bytes() if offset < 0 else read_slot(Slot(path, offset, length))
+            try:
+                data = Path(self._path(d)).read_bytes()
+            except FileNotFoundError:
+                path, offset, length = self._where(d)
+                if offset < 0:
+                    raise
+                data = read_slot(Slot(path, offset, length))
         except FileNotFoundError as exc:
             raise _object_error(d, "missing") from exc
         except OSError as exc:
