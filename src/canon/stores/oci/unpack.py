@@ -17,7 +17,10 @@ first (``plan_extraction``), so a hostile archive leaves the target untouched:
 - no duplicate names, and no two names that differ only in letter case (they
   would collide on macOS and Windows file systems);
 - caps: entry count, total size and size of one member;
-- OCI whiteouts (``.wh.*``) are not applied here: a single layer with one is refused.
+- OCI whiteouts (``.wh.NAME``, ``.wh..wh..opq``) are refused unless the caller merges
+  layers (``whiteouts=True``); then they are planned as ``whiteout`` / ``opaque`` entries
+  naming what they hide in *lower* layers, never written, and applied by the caller
+  (``executors/deploy/rootfs.py``) with the same care: no path through a symlink.
 
 Extraction writes into a temp directory beside the target and renames it into
 place, so a crash never leaves a half-extracted target.
@@ -54,7 +57,7 @@ class Limits:
 @dataclass(frozen=True)
 class Planned:
     name: str  # normalised relative path
-    kind: str  # "file", "dir", "symlink", "hardlink"
+    kind: str  # "file", "dir", "symlink", "hardlink"; "whiteout", "opaque" (merging only)
     mode: int
     size: int
     target: str = ""  # symlink target, or hardlink's normalised source
@@ -68,7 +71,11 @@ def _reject(name: str, why: str) -> UnsafeArchiveError:
     )
 
 
-def _normalise(raw: str) -> str:
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+
+
+def _normalise(raw: str, *, whiteouts: bool = False) -> str:
     if not raw or "\x00" in raw or "\\" in raw:
         raise _reject(raw, "has an empty name, a NUL or a backslash")
     if raw.startswith("/"):
@@ -78,13 +85,32 @@ def _normalise(raw: str) -> str:
         raise _reject(raw, "contains '..'")
     if not parts:
         raise _reject(raw, "names the root itself")
-    if parts[-1].startswith(".wh."):
+    if parts[-1].startswith(WHITEOUT) and not whiteouts:
         raise _reject(raw, "is an OCI whiteout (layers are not merged here)")
     return "/".join(parts)
 
 
-def plan_extraction(members: list[tarfile.TarInfo], limits: Limits = Limits()) -> list[Planned]:
-    """Check every member; return what would be written, or raise ``UnsafeArchiveError``."""
+def _whiteout(m: tarfile.TarInfo, name: str) -> Planned:
+    """A whiteout entry as what it hides: ``a/.wh.b`` hides ``a/b``; ``a/.wh..wh..opq``
+    hides everything lower layers put in ``a``."""
+    if not m.isreg() or m.size:
+        raise _reject(m.name, "is a whiteout that is not an empty regular file")
+    parent, _, leaf = name.rpartition("/")
+    if leaf == OPAQUE:
+        if not parent:
+            raise _reject(m.name, "makes the root itself opaque")
+        return Planned(parent, "opaque", 0, 0)
+    hidden = leaf[len(WHITEOUT) :]
+    if hidden in ("", ".", "..") or hidden.startswith(WHITEOUT):
+        raise _reject(m.name, "is a whiteout of nothing nameable")
+    return Planned(f"{parent}/{hidden}" if parent else hidden, "whiteout", 0, 0)
+
+
+def plan_extraction(
+    members: list[tarfile.TarInfo], limits: Limits = Limits(), *, whiteouts: bool = False
+) -> list[Planned]:
+    """Check every member; return what would be written, or raise ``UnsafeArchiveError``.
+    ``whiteouts``: the archive is a layer to merge over lower ones (see the module doc)."""
     if len(members) > limits.entries:
         raise UnsafeArchiveError(
             f"refusing archive: {len(members)} entries (the cap is {limits.entries})"
@@ -95,8 +121,22 @@ def plan_extraction(members: list[tarfile.TarInfo], limits: Limits = Limits()) -
     symlinks: set[str] = set()
     files: set[str] = set()
     total = 0
+    hides: set[tuple[str, str]] = set()
     for m in members:
-        name = _normalise(m.name)
+        name = _normalise(m.name, whiteouts=whiteouts)
+        parents = [posixpath.join(*name.split("/")[:i]) for i in range(1, name.count("/") + 1)]
+        for parent in parents:
+            if parent in symlinks:
+                raise _reject(m.name, f"passes through the symlink {parent!r}")
+            if parent in files:
+                raise _reject(m.name, f"is under the file {parent!r}")
+        if name.rpartition("/")[2].startswith(WHITEOUT):
+            hidden = _whiteout(m, name)
+            if (hidden.kind, hidden.name) in hides:
+                raise _reject(m.name, "appears twice")
+            hides.add((hidden.kind, hidden.name))
+            planned.append(hidden)
+            continue
         if name in seen:
             if not (m.isdir() and seen[name] == "dir"):
                 raise _reject(m.name, "appears twice")
@@ -104,12 +144,6 @@ def plan_extraction(members: list[tarfile.TarInfo], limits: Limits = Limits()) -
         key = name.casefold()
         if key in folded and folded[key] != name:
             raise _reject(m.name, f"collides with {folded[key]!r} on a case-insensitive disk")
-        parents = [posixpath.join(*name.split("/")[:i]) for i in range(1, name.count("/") + 1)]
-        for parent in parents:
-            if parent in symlinks:
-                raise _reject(m.name, f"passes through the symlink {parent!r}")
-            if parent in files:
-                raise _reject(m.name, f"is under the file {parent!r}")
         if m.isreg():
             if m.size > limits.member:
                 raise _reject(m.name, f"is {m.size} bytes (the cap is {limits.member})")
@@ -153,8 +187,11 @@ def _open_tar(fileobj: IO[bytes]) -> tarfile.TarFile:
     return tarfile.open(fileobj=fileobj, mode="r:")
 
 
-def extract(archive: Path, target: Path, limits: Limits = Limits()) -> list[Planned]:
-    """Extract ``archive`` (tar or tar+gzip) into the new or empty directory ``target``."""
+def extract(
+    archive: Path, target: Path, limits: Limits = Limits(), *, whiteouts: bool = False
+) -> list[Planned]:
+    """Extract ``archive`` (tar or tar+gzip) into the new or empty directory ``target``.
+    ``whiteouts``: a layer to merge; its whiteouts are returned, not written."""
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UnsafeArchiveError(
             f"refusing to extract into {target}: it exists and is not an empty directory"
@@ -163,7 +200,7 @@ def extract(archive: Path, target: Path, limits: Limits = Limits()) -> list[Plan
         try:
             with _open_tar(f) as tar:
                 members = tar.getmembers()
-                planned = plan_extraction(members, limits)
+                planned = plan_extraction(members, limits, whiteouts=whiteouts)
                 staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=target.parent))
                 try:
                     _write(tar, members, planned, staging)
@@ -183,11 +220,13 @@ def extract(archive: Path, target: Path, limits: Limits = Limits()) -> list[Plan
 def _write(
     tar: tarfile.TarFile, members: list[tarfile.TarInfo], planned: list[Planned], root: Path
 ) -> None:
-    by_name = {_normalise(m.name): m for m in members}
+    by_name = {_normalise(m.name, whiteouts=True): m for m in members}
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for entry in planned:
             path = root / entry.name
+            if entry.kind in ("whiteout", "opaque"):
+                continue  # applied to the lower layers by whoever merges them
             if entry.kind == "dir":
                 path.mkdir(parents=True, exist_ok=True)
                 os.chmod(path, 0o755)
