@@ -65,3 +65,44 @@ def test_worktree_add_gives_up_with_gits_message(
         experiments._add_worktree(root, tmp_path / "wt", head, attempts=3)
     with pytest.raises(CanonError, match="invalid reference"):  # other failures: at once
         experiments._add_worktree(root, tmp_path / "wt2", "0" * 40)
+
+
+def records(root: Path) -> list[str]:
+    listing = subprocess.run(
+        ["git", "worktree", "list", "--porcelain"],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [line for line in listing.splitlines() if line.startswith("worktree ")]
+
+
+def test_the_worktree_and_its_record_are_removed_without_git(tmp_path: Path) -> None:
+    root, head = repo(tmp_path)
+    with experiments.worktree(root, head, "x") as tree:
+        assert (tree / ".git").is_file() and len(records(root)) == 2
+        victim = tmp_path / "victim" / "worktrees" / "x"
+        victim.mkdir(parents=True)
+        (tree / ".git").write_text(f"gitdir: {victim}\n")  # a stage rewrote it: ignored
+    assert not tree.exists() and records(root) == [f"worktree {root}"]
+    assert victim.is_dir()  # what the stage pointed at is left alone
+
+
+def test_meanwhile_runs_during_the_checkout_and_its_error_removes_the_worktree(
+    tmp_path: Path,
+) -> None:
+    root, head = repo(tmp_path)
+    seen: list[bool] = []
+
+    def meanwhile() -> None:
+        seen.append(True)
+        raise CanonError("the name is taken")
+
+    with (
+        pytest.raises(CanonError, match="the name is taken"),
+        experiments.worktree(root, head, "x", meanwhile=meanwhile),
+    ):
+        pytest.fail("the body must not run")
+    assert seen == [True] and records(root) == [f"worktree {root}"]
+    assert not any((root / experiments.WORKTREES).iterdir())

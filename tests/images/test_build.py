@@ -204,35 +204,56 @@ def test_status_says_why_and_apply_builds_after_the_stages(toy: Project) -> None
     assert toy.canon("status").stdout.startswith("Everything is up to date")
 
 
-def test_an_experiment_reuses_the_base_image_and_its_model_lands_in_the_layout(
+def test_experiments_and_reproduce_apply_stages_only_no_image_no_rollout(
     tmp_path: Path,
 ) -> None:
-    """Experiments share .canon/images with the workspace: the base is not rebuilt in the
-    worktree, and the experiment's model image is there afterwards (gc keeps it through
-    the experiment's ref)."""
+    """A project declaring images and a local deployment: `canon exp run`, a queued
+    experiment and `canon reproduce` run its stages and record them, but build no image
+    (none in the shared layout, none announced) and roll nothing out (the deployment's
+    port stays closed, no deploy state) -- an experiment must never replace the live
+    model."""
+    import socket
+
+    from .conftest import free_port
+
     train = (
         "import json, pathlib, yaml\n"
         "w = yaml.safe_load(open('params.yaml'))['w']\n"
         "pathlib.Path('build').mkdir(exist_ok=True)\n"
         "pathlib.Path('build/model.json').write_text(json.dumps({'w': [w, 2.0]}))\n"
     )
+    port = free_port()
     toy = make_project(tmp_path / "toy", extra={"train.py": train, "params.yaml": "w: 0.5\n"})
     (toy.root / "canon.yaml").write_text(
         canon_yaml().replace("    deps: [train.py]\n", "    deps: [train.py]\n    params: [w]\n")
-        .replace("project: toy\n", "project: toy\nparams: params.yaml\n"))
-    toy.git("commit", "-qam", "params")
-    toy.canon("apply")
-    blobs = toy.root / ".canon/images/blobs/sha256"
-    before = {p.name for p in blobs.iterdir()}
-    base = toy.digest("base")
-    toy.canon("exp", "run", "-S", "w=3.0", "--name", "w3")
+        .replace("project: toy\n", "project: toy\nparams: params.yaml\n")
+        + f"deployments:\n  local: {{target: local, artifact: model, port: {port}}}\n")
+    toy.git("commit", "-qam", "params, deployment")
+    toy.canon("apply", "train")  # the stage only: a lock to reproduce, nothing deployed
+    toy.git("add", "canon.lock")
+    toy.git("commit", "-qm", "lock")
+
+    try:
+        outputs = [
+            toy.canon("exp", "run", "-S", "w=3.0", "--name", "w3").stdout,
+            toy.canon("exp", "run", "--queue", "-S", "w=4.0", "--name", "w4").stdout,
+            toy.canon("exp", "queue", "start", "-j", "1").stdout,
+            toy.canon("reproduce", "HEAD").stdout,
+        ]
+        assert not list((toy.root / ".canon").glob("deploy/*/state.json"))
+        with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+            s.connect(("127.0.0.1", port))  # no model server was started
+    finally:
+        toy.canon("deploy", "--stop", check=False)  # had anything been rolled out
+    for out in outputs:
+        assert "image" not in out and "deploy" not in out, out
     import yaml
 
-    lock = yaml.safe_load(toy.git("show", "refs/canon/exps/w3:canon.lock"))
-    images = lock["profiles"]["default"]["images"]
-    assert images["base"]["digest"] == base  # the same base, reused
-    model = images["model"]["digest"]
-    assert model != toy.digest("model")
-    after = {p.name for p in blobs.iterdir()}
-    assert model.split(":")[1] in after  # the experiment's model is in the shared layout
-    assert before < after and len(after - before) == 3  # its manifest, config, one layer
+    for name, w in (("w3", 3.0), ("w4", 4.0)):
+        lock = yaml.safe_load(toy.git("show", f"refs/canon/exps/{name}:canon.lock"))
+        state = lock["profiles"]["default"]
+        assert "train" in state["stages"], lock
+        assert not state.get("images"), lock  # the base commit recorded none; none built
+        assert toy.git("show", f"refs/canon/exps/{name}:params.yaml") == f"w: {w}"
+    images = toy.root / ".canon" / "images"
+    assert not images.exists() or not any(images.rglob("*.json")), list(images.rglob("*"))

@@ -4,10 +4,12 @@
 worktree`` under ``.canon/exps/wt/``, points its ``.canon/cache`` and
 ``.canon/runs`` at the main workspace's (so objects are shared and inputs seen
 before — by the workspace or any other experiment — are restored, not re-run),
-writes the overridden ``params.yaml`` there, runs ``canon apply`` in it, and
-records params + ``canon.lock`` + metrics as a commit on
-``refs/canon/exps/<name>`` (``stores/exprefs.py``). The user's working tree
-and index are never touched, and the worktree is removed afterwards.
+writes the overridden ``params.yaml`` there, applies its *stages* (never its
+images or deployments: an experiment must not replace the live model, nor
+spend minutes building images; see ``stages_only``), and records params +
+``canon.lock`` + metrics as a commit on ``refs/canon/exps/<name>``
+(``stores/exprefs.py``). The user's working tree and index are never touched,
+and the worktree is removed afterwards.
 
 A run that fails or is killed records no ref: the ref is written last, by
 compare-and-swap, after the outputs are in the shared cache. A worktree left
@@ -22,26 +24,31 @@ import json
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from canon.declare.memo import MEMO
 from canon.declare.overrides import overrides_key
 from canon.declare.project import Project
 from canon.errors import CanonError, StageFailedError
 from canon.events import Emit, Event, Notice
-from canon.stores.exprefs import Experiment, ExperimentRefs, check_name, git, resolve_commit
+from canon.stores.exprefs import (
+    PREFIX,
+    Experiment,
+    ExperimentRefs,
+    check_name,
+    git,
+    git_start,
+    git_wait,
+    resolve_commit,
+)
 
 WORKTREES = Path(".canon") / "exps" / "wt"
-# .canon/ entries a worktree shares with the main workspace: objects, the run cache, and
-# the image layout (blobs are content-addressed and index.json is written under a lock),
-# so an experiment of a project with artifacts reuses the base image's layers.
-SHARED = ("cache", "runs", "images")
+# .canon/ entries a worktree shares with the main workspace: objects and the run cache.
+# Not the image layout: an experiment applies stages only (``stages_only``).
+SHARED = ("cache", "runs")
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,7 @@ class ExperimentSpec:
 
 def auto_name(overrides: Mapping[str, Any], base: str) -> str:
     """A readable, stable-ish name: the overridden values plus a short digest."""
-    text = overrides_key(overrides) + base + uuid.uuid4().hex
+    text = overrides_key(overrides) + base + os.urandom(16).hex()
     short = hashlib.sha256(text.encode()).hexdigest()[:6]
     parts = [f"{k.rsplit('.', 1)[-1]}-{v}" for k, v in overrides.items()]
     stem = "_".join(parts)[:60]
@@ -152,33 +159,83 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _add_worktree(root: Path, path: Path, commit: str, attempts: int = 5) -> None:
+def _add_worktree(
+    root: Path,
+    path: Path,
+    commit: str,
+    attempts: int = 5,
+    meanwhile: Callable[[], object] | None = None,
+) -> None:
     """``git worktree add``, retried when a concurrent ``worktree remove`` deleted the
     then-empty ``.git/worktrees`` directory under it (git does that; parallel
-    experiments hit it: "could not create directory of '.git/worktrees/…'")."""
+    experiments hit it: "could not create directory of '.git/worktrees/…'").
+
+    ``meanwhile()`` runs while the first attempt's git checks the tree out (on the
+    other core): the caller's imports and checks cost no wall time then."""
     for attempt in range(attempts):
+        proc = git_start(root, "worktree", "add", "--detach", "--quiet", str(path), commit)
         try:
-            git(root, "worktree", "add", "--detach", "--quiet", str(path), commit)
+            if meanwhile is not None:
+                task, meanwhile = meanwhile, None
+                task()
+        finally:
+            try:
+                git_wait(proc)
+                failure = None
+            except CanonError as exc:
+                failure = exc
+        if failure is None:
             return
-        except CanonError as exc:
-            if "could not create" not in exc.message or attempt == attempts - 1:
-                raise
-            shutil.rmtree(path, ignore_errors=True)
-            _backoff(0.05 * (attempt + 1))
+        if "could not create" not in failure.message or attempt == attempts - 1:
+            raise failure
+        shutil.rmtree(path, ignore_errors=True)
+        _backoff(0.05 * (attempt + 1))
 
 
 def _backoff(seconds: float) -> None:
     time.sleep(seconds)
 
 
-@contextlib.contextmanager
-def worktree(root: Path, commit: str, label: str, share: tuple[str, ...] = SHARED) -> Any:
-    """A detached worktree of ``commit`` sharing the main workspace's ``.canon/``
-    entries named in ``share`` (the object cache and the run cache by default)."""
-    path = root / WORKTREES / f"{label}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _add_worktree(root, path, commit)
+def _admin_dir(path: Path) -> Path | None:
+    """The worktree's record under ``.git/worktrees/`` (named by its ``.git`` file)."""
     try:
+        text = (path / ".git").read_text()
+    except OSError:
+        return None
+    admin = Path(text.removeprefix("gitdir:").strip())
+    return admin if text.startswith("gitdir:") and admin.parent.name == "worktrees" else None
+
+
+def _remove_worktree(path: Path, admin: Path | None) -> None:
+    """What ``git worktree remove --force`` does, without a git process: the
+    checkout, then its record. ``admin`` was read right after the checkout, before
+    any stage ran (a stage could rewrite ``.git``). Killed in between, the record
+    points at nothing and ``git worktree prune`` (``prune_worktrees``) drops it."""
+    shutil.rmtree(path, ignore_errors=True)
+    if admin is not None:
+        shutil.rmtree(admin, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def worktree(
+    root: Path,
+    commit: str,
+    label: str,
+    share: tuple[str, ...] = SHARED,
+    meanwhile: Callable[[], object] | None = None,
+) -> Any:
+    """A detached worktree of ``commit`` sharing the main workspace's ``.canon/``
+    entries named in ``share`` (the object cache and the run cache by default).
+    ``meanwhile()`` runs while git checks it out; if it raises, the worktree is
+    removed and nothing else happens."""
+    path = root / WORKTREES / f"{label}-{os.getpid()}-{os.urandom(4).hex()}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    admin = None
+    try:
+        try:
+            _add_worktree(root, path, commit, meanwhile=meanwhile)
+        finally:
+            admin = _admin_dir(path)  # read before anything runs in the worktree
         state = path / ".canon"
         state.mkdir(exist_ok=True)
         for name in share:
@@ -189,9 +246,7 @@ def worktree(root: Path, commit: str, label: str, share: tuple[str, ...] = SHARE
             shutil.copyfile(root / MEMO, path / MEMO)
         yield path
     finally:
-        with contextlib.suppress(CanonError):
-            git(root, "worktree", "remove", "--force", str(path))
-        shutil.rmtree(path, ignore_errors=True)  # `git worktree prune` (next run) drops its record
+        _remove_worktree(path, admin)
 
 
 def prepare_params(tree: Path, profile: str | None, overrides: Mapping[str, Any]) -> Project:
@@ -201,6 +256,8 @@ def prepare_params(tree: Path, profile: str | None, overrides: Mapping[str, Any]
     them), so the project loaded from the new file is this one: it is put in
     the worktree's declaration memo, and ``canon apply`` there starts without
     validating canon.yaml again."""
+    import yaml
+
     from canon.declare.memo import load_project_memoised, remember_params
 
     project = load_project_memoised(tree, profile=profile, overrides=overrides)
@@ -229,6 +286,22 @@ def read_metrics(tree: Path, paths: Sequence[str]) -> dict[str, Any]:
     return metrics
 
 
+def stages_only(project: Project) -> tuple[str, ...]:
+    """Every stage of ``project``, as apply targets: an apply with targets plans the
+    stages (and the datasets they read) only, never ``artifacts:`` or
+    ``deployments:``. Experiments, back-tests and reproductions apply these: an
+    experiment that rolled out a deployment would replace the live model with its
+    own."""
+    if not project.stages:
+        from canon.stores.exprefs import ExperimentError
+
+        raise ExperimentError(
+            "the project declares no stages: an experiment has nothing to run",
+            hint="declare stages under `stages:` in canon.yaml",
+        )
+    return tuple(project.stages)
+
+
 def run_experiment(
     root: Path,
     spec: ExperimentSpec,
@@ -240,28 +313,50 @@ def run_experiment(
     ``prepare(worktree)`` runs after the params are written and before the
     pipeline (a back-test swaps dataset pins there); what it returns is added to
     the recorded summary (provenance)."""
-    from canon.apply.applier import ApplyOptions
-    from canon.apply.session import load, run_apply
-
     check_name(spec.name)
     refs = ExperimentRefs(root)
-    if spec.name in refs.names():
-        from canon.stores.exprefs import ExperimentError
 
-        raise ExperimentError(
-            f"experiment {spec.name!r} exists already",
-            hint="pick another --name, or `canon exp remove` it first",
-        )
+    def meanwhile() -> None:
+        """While git checks the worktree out: is the name free, and the imports of the
+        apply machinery (tens of ms, the larger part of an experiment's own cost)."""
+        probe = git_start(root, "rev-parse", "--verify", "--quiet", PREFIX + spec.name)
+        try:
+            import yaml  # noqa: F401  (the params file, the lock)
+
+            import canon.apply.applier
+            import canon.apply.session
+            import canon.stores.ledger
+            import canon.stores.repolock  # noqa: F401
+        finally:
+            probe.communicate()
+        if probe.returncode == 0:  # the ref exists (the final compare-and-swap checks again)
+            from canon.stores.exprefs import ExperimentError
+
+            raise ExperimentError(
+                f"experiment {spec.name!r} exists already",
+                hint="pick another --name, or `canon exp remove` it first",
+            )
+
     # a planned spec carries a resolved commit: `git worktree add` checks it (one git call less)
     full = len(spec.base) == 40 and all(c in "0123456789abcdef" for c in spec.base)
     commit = spec.base if full else resolve_commit(root, spec.base)
     started = time.time()
-    with worktree(root, commit, spec.name) as tree:
-        prepare_params(tree, spec.profile, spec.overrides)
-        extra = dict(prepare(tree)) if prepare is not None else {}
+    with worktree(root, commit, spec.name, meanwhile=meanwhile) as tree:
+        from canon.apply.outcomes import ApplyOptions
+        from canon.apply.session import load, run_apply
+
+        project = prepare_params(tree, spec.profile, spec.overrides)
+        extra: dict[str, Any] = {}
+        if prepare is not None:  # it may change the declaration (a back-test drops a stage)
+            from canon.declare.memo import load_project_memoised
+
+            extra = dict(prepare(tree))
+            project = load_project_memoised(tree, profile=spec.profile)
+        targets = stages_only(project)
         result = run_apply(
             tree,
             profile=spec.profile,
+            targets=targets,
             options=ApplyOptions(jobs=spec.jobs),
             emit=_lock_committed_here(emit),
             argv=["canon", "exp", "run", spec.name],

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from canon.apply.experiments import flatten, worktree
+from canon.apply.experiments import flatten, stages_only, worktree
 from canon.errors import CanonError, StageFailedError
 from canon.events import Emit
 from canon.stores.exprefs import ExperimentError, ExperimentRefs
@@ -160,6 +160,7 @@ def reproduce(
         result = run_apply(
             tree,
             profile=profile,
+            targets=stages_only(project),  # the stages: no image build, no rollout
             options=ApplyOptions(jobs=jobs, force=True, rerun=True),
             emit=emit,
             argv=["canon", "reproduce", rev],

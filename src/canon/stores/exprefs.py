@@ -80,22 +80,41 @@ def check_name(name: str) -> str:
 def git(
     root: Path, *args: str, data: bytes | None = None, env: Mapping[str, str] | None = None
 ) -> bytes:
+    return git_wait(git_start(root, *args, data=data is not None, env=env), data)
+
+
+def git_start(
+    root: Path, *args: str, data: bool = False, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``git ARGS`` in ``root``; ``git_wait`` collects it. The caller may work
+    meanwhile (git takes the other core: an experiment imports while its worktree is
+    checked out)."""
     try:
-        proc = subprocess.run(
+        return subprocess.Popen(
             ["git", *args],
             cwd=root,
-            input=data,
-            capture_output=True,
-            check=False,
-            timeout=600,
+            stdin=subprocess.PIPE if data else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env={**os.environ, **env} if env else None,
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except OSError as exc:
         raise StateError(f"cannot run git: {exc}", hint="install git, or fix PATH") from exc
+
+
+def git_wait(proc: subprocess.Popen[bytes], data: bytes | None = None) -> bytes:
+    """The output of a ``git_start``ed git, or StateError with git's message."""
+    try:
+        out, err = proc.communicate(data, timeout=600)
+    except subprocess.TimeoutExpired as exc:
+        proc.kill()
+        proc.wait()
+        raise StateError(f"cannot run git: {exc}", hint="is the repository healthy?") from exc
     if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip()[:400]
-        raise StateError(f"git {args[0]} failed: {err}", hint="is the repository healthy?")
-    return proc.stdout
+        args = proc.args if isinstance(proc.args, list) else ["git", "?"]
+        text = err.decode(errors="replace").strip()[:400]
+        raise StateError(f"git {args[1]} failed: {text}", hint="is the repository healthy?")
+    return out
 
 
 def resolve_commit(root: Path, rev: str) -> str:

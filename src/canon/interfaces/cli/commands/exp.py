@@ -93,9 +93,9 @@ def run(
             click.echo(f"queued {spec.name}  {_overrides(spec.overrides)}")
         click.echo("start them with `canon exp queue start -j N`")
         return 0
-    from canon.interfaces.cli.progress import Console, JsonLines
+    from canon.interfaces.cli.progress import JsonLines, for_person
 
-    emit = JsonLines() if as_json else Console(live=True)
+    emit = JsonLines() if as_json else for_person(live=True)
     try:
         for spec in specs:
             exp = run_experiment(root, spec, emit)
