@@ -41,6 +41,7 @@ from canon.apply.backtest_data import (
 from canon.apply.experiments import ExperimentSpec, run_experiment
 from canon.errors import CanonError
 from canon.events import Emit, discard
+from canon.executors.local import sharing_cores
 from canon.stores.exprefs import ExperimentError, ExperimentRefs, resolve_commit
 from canon.stores.lockfile import parse_lock
 
@@ -223,6 +224,7 @@ def backtest(
         except CanonError as exc:
             return Cell(rev, column.label, spec.name, {}, exc.message)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    # parallel cells share the cores: each stage's numeric libraries get cores // N threads
+    with sharing_cores(min(jobs, len(work))), ThreadPoolExecutor(max(1, jobs)) as pool:
         cells = tuple(pool.map(one, work))
     return Backtest(tuple(models), tuple(c.label for c in columns), cells, images)

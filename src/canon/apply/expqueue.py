@@ -27,6 +27,7 @@ from typing import Any
 from canon.apply.experiments import ExperimentSpec, prune_worktrees, run_experiment
 from canon.errors import CanonError
 from canon.events import Emit, Event, Notice
+from canon.executors.local import sharing_cores
 from canon.stores.atomic import atomic_write
 
 QUEUE = Path(".canon") / "exps" / "queue"
@@ -128,23 +129,30 @@ class ExperimentQueue:
             pool = ThreadPool(jobs)
         results: list[ExperimentFinished] = []
         emit(Notice(f"running {len(claimed)} queued experiment(s), {jobs} at a time"))
-        try:
-            jobs_ = [(name, spec.to_dict()) for name, spec in claimed]
-            for name, outcome in pool.map(run_queued, str(self.root), jobs_):
-                spec = dict(claimed)[name]
-                ok = isinstance(outcome, dict)
-                done = ExperimentFinished(
-                    name=spec.name,
-                    ok=ok,
-                    commit=outcome["commit"] if ok else None,
-                    message="" if ok else str(outcome),
-                    duration=float(outcome.get("duration", 0.0)) if ok else 0.0,
-                )
-                self._move(name, "running", "done" if ok else "failed", done.message)
-                emit(done)
-                results.append(done)
-        finally:
-            pool.close()
+        # local workers share this machine's cores: their stages' numeric libraries get
+        # cores // N threads each (executors/local.py), not N times all the cores
+        left = len(claimed)
+        with sharing_cores(1 if executor else min(jobs, left)) as share:
+            try:
+                jobs_ = [(name, spec.to_dict()) for name, spec in claimed]
+                for name, outcome in pool.map(run_queued, str(self.root), jobs_):
+                    spec = dict(claimed)[name]
+                    ok = isinstance(outcome, dict)
+                    done = ExperimentFinished(
+                        name=spec.name,
+                        ok=ok,
+                        commit=outcome["commit"] if ok else None,
+                        message="" if ok else str(outcome),
+                        duration=float(outcome.get("duration", 0.0)) if ok else 0.0,
+                    )
+                    left -= 1
+                    if not executor:
+                        share.update(min(jobs, left))  # the last ones get more threads
+                    self._move(name, "running", "done" if ok else "failed", done.message)
+                    emit(done)
+                    results.append(done)
+            finally:
+                pool.close()
         return results
 
 

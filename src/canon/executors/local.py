@@ -6,6 +6,13 @@ whole tree a command started. Its pid and start time are recorded under
 would live on as orphans, so the next ``canon apply`` that takes the
 workspace lock over reaps exactly those processes (start time checked, so a
 recycled pid is never hit).
+
+Numeric libraries size their thread pools to the machine (OpenMP, OpenBLAS, MKL,
+numexpr): right for one stage alone, oversubscribed when N experiments run at
+once (the queue's workers, a back-test's). While ``sharing_cores(N)`` is in
+effect, each stage started here gets ``OMP_NUM_THREADS`` and its siblings set
+to ``max(1, cores // N)``, unless the user set them in the environment (the
+stage's own ``env:`` in canon.yaml wins over both).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -68,6 +75,69 @@ def reap_orphans(state_dir: Path) -> list[int]:
     return killed
 
 
+# the variables that size numeric libraries' thread pools
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+
+
+def cores() -> int:
+    """The cores this process may run on (its affinity, else the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def thread_caps(parallel: int, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``THREAD_VARS`` for one of ``parallel`` experiments sharing the cores, leaving
+    out those set in ``environ`` (the user's choice wins); none when ``parallel`` <= 1."""
+    environ = os.environ if environ is None else environ
+    if parallel <= 1:
+        return {}
+    threads = str(max(1, cores() // parallel))
+    return {name: threads for name in THREAD_VARS if name not in environ}
+
+
+class CoreShare:
+    """How many experiments share the cores now (``sharing_cores``); the holder lowers
+    it as they finish, so the last ones' stages get more threads."""
+
+    def __init__(self, parallel: int) -> None:
+        self.parallel = max(1, parallel)
+
+    def update(self, parallel: int) -> None:
+        self.parallel = max(1, parallel)
+
+
+_SHARES: list[CoreShare] = []
+_SHARES_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def sharing_cores(parallel: int) -> Iterator[CoreShare]:
+    """While in effect, stages started by any ``LocalRunner`` of this process get
+    ``thread_caps(share.parallel)``: ``parallel`` experiments run at once."""
+    share = CoreShare(parallel)
+    with _SHARES_GUARD:
+        _SHARES.append(share)
+    try:
+        yield share
+    finally:
+        with _SHARES_GUARD:
+            _SHARES.remove(share)
+
+
+def _shared_caps() -> dict[str, str]:
+    with _SHARES_GUARD:
+        parallel = max((s.parallel for s in _SHARES), default=1)
+    return thread_caps(parallel)
+
+
 class LocalRunner:
     def __init__(self, state_dir: Path, log_dir: Path, extra_env: Mapping[str, str] | None = None):
         self.state_dir = state_dir
@@ -82,7 +152,7 @@ class LocalRunner:
         pid_dir = self.state_dir / "pids"
         pid_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{stage.name}.log"
-        env = {**os.environ, **self.extra_env, **dict(stage.env)}
+        env = {**os.environ, **_shared_caps(), **self.extra_env, **dict(stage.env)}
         tail: list[str] = []
         started = time.monotonic()
         with open(log_path, "wb") as log:
