@@ -47,3 +47,29 @@ def test_a_terminal_gets_the_rich_console_and_a_pipe_the_plain_lines(
     console = for_person(live=False)
     assert type(console) is Console
     console.close()
+
+
+def test_a_dataset_being_pinned_shows_in_the_live_view_until_it_is_pinned() -> None:
+    from rich.console import Console as RichConsole
+
+    from canon.events import DatasetFetching, DatasetPinned
+
+    out = Console(live=False)
+    out.console = RichConsole(width=120, record=True, force_terminal=False)
+    out(DatasetFetching("images", 1200, 48_000_000))
+    out(DatasetFetching("images", 2400, 96_000_000))
+    live = _text(out._render())
+    assert "pinning data.images 2,400 file(s), 96.0 MB" in live
+    out(DatasetPinned("images", "sha256:" + "a" * 64, 3000, 120_000_000))
+    assert "pinning" not in _text(out._render())
+    assert "pinned     data.images sha256:aaaaaaaaaaaa (3000 file(s), 120,000,000 bytes)" in (
+        out.console.export_text()
+    )
+
+
+def _text(renderable: object) -> str:
+    from rich.console import Console as RichConsole
+
+    c = RichConsole(width=120, record=True, force_terminal=False)
+    c.print(renderable)
+    return c.export_text()

@@ -13,6 +13,7 @@ from typing import Any
 from canon.events import (
     ApplyFinished,
     ApplyStarted,
+    DatasetFetching,
     DatasetPinned,
     Event,
     Notice,
@@ -52,6 +53,7 @@ class Console:
         self.console = RichConsole(stderr=False, highlight=False)
         self._guard = threading.Lock()
         self._running: dict[str, tuple[float, str, str]] = {}
+        self._fetching: dict[str, tuple[float, int, int]] = {}  # dataset: start, files, bytes
         self._finished: list[StageFinished] = []
         self._total = 0
         self._live: Any = None
@@ -70,6 +72,12 @@ class Console:
         done = len(self._finished)
         table.add_row(f"[bold]{done}/{self._total}[/] stages done")
         now = time.monotonic()
+        for name, (t0, files, size) in self._fetching.items():
+            rate = size / max(now - t0, 1e-3) / 1e6
+            table.add_row(
+                f"  [magenta]pinning[/] data.{name} [dim]{files:,} file(s), "
+                f"{size / 1e6:,.1f} MB ({rate:,.0f} MB/s)[/]"
+            )
         for name, (t0, action, line) in self._running.items():
             table.add_row(f"  [yellow]{action}[/] {name} [dim]{now - t0:5.1f}s {line[:80]}[/]")
         return table
@@ -92,7 +100,11 @@ class Console:
                 f"[bold]canon apply[/]: {event.pending} change(s) planned"
                 + (f", profile {event.profile}" if event.profile else "")
             )
+        elif isinstance(event, DatasetFetching):
+            started = self._fetching.get(event.name, (time.monotonic(), 0, 0))[0]
+            self._fetching[event.name] = (started, event.files, event.bytes)
         elif isinstance(event, DatasetPinned):
+            self._fetching.pop(event.name, None)
             self._print(
                 f"[magenta]pinned[/]     data.{event.name} {event.digest[:19]} "
                 f"({event.files} file(s), {event.size:,} bytes)"
@@ -162,6 +174,7 @@ class Plain(Console):
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._running: dict[str, tuple[float, str, str]] = {}
+        self._fetching: dict[str, tuple[float, int, int]] = {}
         self._finished: list[StageFinished] = []
         self._total = 0
         self._live = None
