@@ -47,23 +47,28 @@ class JsonLines:
 class Console:
     """Live progress for a person: running stages with their last output line."""
 
+    _live: Any  # rich's Live view while on a terminal, else None
+
     def __init__(self, *, live: bool) -> None:
         from rich.console import Console as RichConsole
 
         self.console = RichConsole(stderr=False, highlight=False)
+        self._start()
+        if live and self.console.is_terminal:
+            from rich.live import Live
+
+            view = Live(self._render(), console=self.console, refresh_per_second=8, transient=True)
+            view.start()
+            self._live = view
+
+    def _start(self) -> None:
+        """The state both renderers keep (``Plain`` shares it, without rich)."""
         self._guard = threading.Lock()
         self._running: dict[str, tuple[float, str, str]] = {}
         self._fetching: dict[str, tuple[float, int, int]] = {}  # dataset: start, files, bytes
         self._finished: list[StageFinished] = []
         self._total = 0
-        self._live: Any = None
-        if live and self.console.is_terminal:
-            from rich.live import Live
-
-            self._live = Live(
-                self._render(), console=self.console, refresh_per_second=8, transient=True
-            )
-            self._live.start()
+        self._live = None
 
     def _render(self) -> Any:
         from rich.table import Table
@@ -172,12 +177,7 @@ class Plain(Console):
     layout cost ~30 ms, a sixth of an experiment's own time (``canon exp run``)."""
 
     def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._running: dict[str, tuple[float, str, str]] = {}
-        self._fetching: dict[str, tuple[float, int, int]] = {}
-        self._finished: list[StageFinished] = []
-        self._total = 0
-        self._live = None
+        self._start()
 
     def _print(self, text: str) -> None:
         sys.stdout.write(_MARKUP.sub("", text) + "\n")
