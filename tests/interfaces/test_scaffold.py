@@ -21,6 +21,7 @@ from canon.declare.schema import ProjectFile
 from canon.errors import CanonError
 from canon.interfaces import scaffold
 from canon.interfaces.scaffold import available_examples, init_project
+from tests.e2e.conftest import CANON
 
 HAS_GIT = shutil.which("git") is not None
 
@@ -37,7 +38,7 @@ def _load_config(root: Path) -> dict[str, Any]:
 
 def test_init_writes_a_minimal_valid_project(tmp_path: Path) -> None:
     root = tmp_path / "churn-model"
-    written = init_project(root)
+    written = init_project(root).written
 
     assert written == [".gitignore", "canon.yaml", "params.yaml"]
     config = _load_config(root)
@@ -60,7 +61,7 @@ def test_init_refuses_an_existing_project(tmp_path: Path) -> None:
     assert (tmp_path / "canon.yaml").read_bytes() == before
 
     (tmp_path / "canon.yaml").write_text("project: mine\n")
-    assert "canon.yaml" in init_project(tmp_path, force=True)
+    assert "canon.yaml" in init_project(tmp_path, force=True).written
     assert (tmp_path / "canon.yaml").read_bytes() == before
 
 
@@ -80,20 +81,182 @@ def test_gitignore_is_merged_not_overwritten(tmp_path: Path) -> None:
     assert (tmp_path / ".gitignore").read_text() == "*.log\n.canon/\n"
 
     (tmp_path / "canon.yaml").unlink()
-    assert ".gitignore" not in init_project(tmp_path)
+    assert ".gitignore" not in init_project(tmp_path).written
     assert (tmp_path / ".gitignore").read_text() == "*.log\n.canon/\n"
-
-
-def test_init_inside_a_git_repo_does_not_nest_one(tmp_path: Path) -> None:
-    subprocess.run(["git", "init", "--quiet"], cwd=tmp_path, check=True)
-    init_project(tmp_path / "sub")
-    assert not (tmp_path / "sub" / ".git").exists()
 
 
 def test_init_without_git_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scaffold.shutil, "which", lambda _name: None)
-    assert "canon.yaml" in init_project(tmp_path)
+    result = init_project(tmp_path)
+    assert "canon.yaml" in result.written
+    assert not result.git.available and result.git.commit is None
     assert not (tmp_path / ".git").exists()
+
+
+# -- git: the project's first commit ----------------------------------------------------
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+}
+
+
+def git(root: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **GIT_ENV},
+    )
+    return done.stdout.strip()
+
+
+def committed_files(root: Path) -> list[str]:
+    return git(root, "ls-tree", "-r", "--name-only", "HEAD").splitlines()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A repository with one commit of the user's."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q")
+    (root / "notes.txt").write_text("mine\n")
+    git(root, "add", "notes.txt")
+    git(root, "commit", "-qm", "mine")
+    return root
+
+
+def test_example_in_a_new_repository_is_its_first_commit(tmp_path: Path) -> None:
+    root = tmp_path / "wx"
+    result = init_project(root, "weather")
+
+    assert result.git.created and result.git.commit is not None
+    assert result.git.message == "canon init --example weather"
+    assert git(root, "rev-parse", "HEAD") == result.git.commit
+    assert git(root, "log", "--format=%s") == "canon init --example weather"
+    assert sorted(committed_files(root)) == result.written
+    assert git(root, "status", "--porcelain") == ""  # nothing left to commit
+
+
+def test_empty_project_in_a_new_repository_is_committed_the_same_way(tmp_path: Path) -> None:
+    result = init_project(tmp_path / "p")
+    assert result.git.created and result.git.message == "canon init"
+    assert committed_files(tmp_path / "p") == [".gitignore", "canon.yaml", "params.yaml"]
+
+
+def test_init_in_a_repository_with_commits_commits_and_stages_nothing(repo: Path) -> None:
+    result = init_project(repo / "sub", "weather")
+
+    assert not (repo / "sub" / ".git").exists()  # no nested repository
+    assert not result.git.created and result.git.commit is None
+    assert result.root_was_empty
+    assert git(repo, "log", "--format=%s") == "mine"
+    assert git(repo, "status", "--porcelain") == "?? sub/"  # written, not staged
+
+
+def test_init_in_a_repository_without_commits_commits_only_its_own_files(
+    tmp_path: Path,
+) -> None:
+    git(tmp_path, "init", "-q")
+    (tmp_path / "staged.txt").write_text("the user's, staged\n")
+    git(tmp_path, "add", "staged.txt")
+    (tmp_path / "loose.txt").write_text("the user's, untracked\n")
+
+    result = init_project(tmp_path)
+
+    assert not result.git.created and result.git.commit is not None
+    assert committed_files(tmp_path) == [".gitignore", "canon.yaml", "params.yaml"]
+    assert git(tmp_path, "status", "--porcelain").splitlines() == ["A  staged.txt", "?? loose.txt"]
+
+
+def test_a_directory_the_enclosing_repository_ignores_gets_its_own(repo: Path) -> None:
+    """``make demo`` writes demo/, which canon's own repository ignores (as cargo new)."""
+    (repo / ".gitignore").write_text("/demo/\n")
+    result = init_project(repo / "demo", "weather")
+
+    assert result.git.created and (repo / "demo" / ".git").is_dir()
+    assert git(repo / "demo", "rev-parse", "--show-toplevel") == str((repo / "demo").resolve())
+    assert git(repo / "demo", "status", "--porcelain") == ""
+    assert git(repo, "log", "--format=%s") == "mine"
+
+
+def test_without_a_git_identity_the_first_commit_says_who_wrote_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "gitconfig"
+    config.write_text("[user]\n\tuseConfigOnly = true\n")  # no guessing from the host
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for var in GIT_ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("EMAIL", raising=False)
+
+    result = init_project(tmp_path / "p")
+
+    assert result.git.fallback_author and result.git.commit is not None
+    author = git(tmp_path / "p", "log", "--format=%an <%ae>|%cn <%ce>")
+    who = f"{scaffold.FALLBACK_NAME} <{scaffold.FALLBACK_EMAIL}>"
+    assert author == f"{who}|{who}"
+
+
+def test_a_failing_commit_is_an_init_error_that_says_what_to_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "pre-commit").write_text("#!/bin/sh\necho refused by a hook >&2\nexit 1\n")
+    (hooks / "pre-commit").chmod(0o755)
+    config = tmp_path / "gitconfig"
+    config.write_text(f"[core]\n\thooksPath = {hooks}\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for var, value in GIT_ENV.items():
+        monkeypatch.setenv(var, value)
+
+    with pytest.raises(CanonError, match=r"was written, but git commit failed.*refused by a hook"):
+        init_project(tmp_path / "p")
+    assert (tmp_path / "p" / "canon.yaml").is_file()
+
+
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CANON, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **GIT_ENV, "NO_COLOR": "1"},
+    )
+
+
+def test_cli_says_what_it_committed_or_what_to_commit(tmp_path: Path, repo: Path) -> None:
+    fresh = _cli(tmp_path, "init", "new", "--example", "weather")
+    assert fresh.returncode == 0, fresh.stderr
+    head = git(tmp_path / "new", "rev-parse", "HEAD")
+    assert f"Committed them in a new Git repository: {head[:12]}" in fresh.stdout
+
+    inside = _cli(repo, "init", "sub")
+    assert inside.returncode == 0, inside.stderr
+    assert "Not committed: this repository already has commits" in inside.stdout
+    assert "git add -- sub && git commit -m 'canon init'" in inside.stdout
+    # the printed command does what it says
+    subprocess.run(
+        inside.stdout.splitlines()[-2].strip(),
+        shell=True,
+        cwd=repo,
+        check=True,
+        env={**os.environ, **GIT_ENV},
+    )
+    assert git(repo, "status", "--porcelain") == ""
+
+    (repo / "sub" / "canon.yaml").unlink()
+    again = _cli(repo / "sub", "init")  # into a directory that is not empty: each file
+    assert "git add -- canon.yaml && git commit -m 'canon init'" in again.stdout
 
 
 # -- examples --------------------------------------------------------------------------
@@ -124,12 +287,12 @@ def test_example_refuses_to_overwrite_user_files(tmp_path: Path) -> None:
     assert (tmp_path / "README.md").read_text() == "my notes\n"
     assert not (tmp_path / "canon.yaml").exists()
 
-    assert "README.md" in init_project(tmp_path, "weather", force=True)
+    assert "README.md" in init_project(tmp_path, "weather", force=True).written
     assert (tmp_path / "README.md").read_text() != "my notes\n"
 
 
 def test_weather_example_files_and_data(tmp_path: Path) -> None:
-    written = init_project(tmp_path, "weather")
+    written = init_project(tmp_path, "weather").written
 
     for rel in (
         "canon.yaml",

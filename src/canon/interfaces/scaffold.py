@@ -8,6 +8,17 @@ it is copied into the project and checked against its pinned sha256.
 
 Nothing is written unless everything can be: conflicts are detected first, and every
 file is written to a temp file and renamed into place.
+
+Git: ``canon init`` runs ``git init`` when the directory is not in a work tree, or is
+in one that ignores it (``make demo`` writes ``demo/``, which canon's own repository
+ignores), as ``cargo new`` does. It then commits the files it wrote, and only those,
+when the repository has no commit yet (it just made it, or the user ran ``git init``):
+canon builds images from a commit (``org.opencontainers.image.revision``), so a fresh
+example must have one for its first ``canon apply`` to build its images. In a
+repository that already has commits it stages and commits nothing (that history is
+the user's), and the CLI prints the command that commits the files. When git knows no
+identity, the first commit is authored ``canon init <canon-init@localhost>`` and the
+result says so.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ from pathlib import Path
 
 from canon.errors import CanonError
 
-__all__ = ["InitError", "available_examples", "init_project"]
+__all__ = ["GitOutcome", "InitError", "InitResult", "available_examples", "init_project"]
 
 CONFIG = "canon.yaml"
 PARAMS = "params.yaml"
@@ -36,12 +47,42 @@ _TEMPLATE_RENAMES = {"gitignore": GITIGNORE}
 _SKIPPED = {"__pycache__", ".DS_Store"}
 _NAME_MAX = 100
 _FILE_MODE = 0o644  # mkstemp makes 0o600 files; project files are ordinary ones
+# The author of the first commit when git knows no identity (a fresh CI machine).
+FALLBACK_NAME = "canon init"
+FALLBACK_EMAIL = "canon-init@localhost"
 
 
 class InitError(CanonError):
     """``canon init`` cannot write the project (it exists, the example is unknown…)."""
 
     code = "init.refused"
+
+
+@dataclass(frozen=True)
+class GitOutcome:
+    """What ``canon init`` did with Git.
+
+    ``created``: it ran ``git init``. ``commit``: the commit it made (None when the
+    repository already had commits, or git is missing). ``message``: the commit's
+    subject (or the one to use). ``fallback_author``: git knew no identity, so the
+    commit is authored ``FALLBACK_NAME <FALLBACK_EMAIL>``.
+    """
+
+    available: bool
+    created: bool = False
+    commit: str | None = None
+    message: str | None = None
+    fallback_author: bool = False
+
+
+@dataclass(frozen=True)
+class InitResult:
+    """The relative paths written (sorted), whether ``root`` was new or empty before
+    (then committing it whole commits only what init wrote), and the Git outcome."""
+
+    written: list[str]
+    root_was_empty: bool
+    git: GitOutcome
 
 
 @dataclass(frozen=True)
@@ -78,14 +119,14 @@ def available_examples() -> list[str]:
     )
 
 
-def init_project(root: Path, example: str | None = None, *, force: bool = False) -> list[str]:
-    """Write a canon project into ``root`` and return the relative paths written, sorted.
+def init_project(root: Path, example: str | None = None, *, force: bool = False) -> InitResult:
+    """Write a canon project into ``root``; say what was written and what Git did.
 
     Without ``example``: a minimal ``canon.yaml`` named after the directory, an empty
     ``params.yaml`` and ``.canon/`` in ``.gitignore``. With ``example``: that bundled
     example's files and data. Refuses to overwrite existing files unless ``force``;
-    ``.gitignore`` is always merged. Runs ``git init`` when ``root`` is not in a Git work
-    tree (skipped when git is not installed).
+    ``.gitignore`` is always merged. Then Git, as the module docstring says (skipped
+    when git is not installed).
     """
     root = Path(root)
     if root.exists() and not root.is_dir():
@@ -124,6 +165,7 @@ def init_project(root: Path, example: str | None = None, *, force: bool = False)
         )
 
     written: list[str] = []
+    root_was_empty = not root.exists() or not any(root.iterdir())
     try:
         root.mkdir(parents=True, exist_ok=True)
         for rel, content in planned.items():
@@ -135,8 +177,9 @@ def init_project(root: Path, example: str | None = None, *, force: bool = False)
             written.append(GITIGNORE)
     except OSError as exc:
         raise InitError(f"cannot write the project in {root}: {exc}") from exc
-    _git_init(root)
-    return sorted(written)
+    written.sort()
+    message = f"canon init --example {example}" if example else "canon init"
+    return InitResult(written, root_was_empty, _git_first_commit(root, written, message))
 
 
 # -- the minimal project ----------------------------------------------------------------
@@ -300,26 +343,76 @@ def _merge_gitignore(path: Path, lines: list[str]) -> bool:
     return True
 
 
-def _git_init(root: Path) -> None:
-    """``git init`` unless ``root`` is already inside a work tree or git is missing."""
+def _git_first_commit(root: Path, written: list[str], subject: str) -> GitOutcome:
+    """``git init`` when needed; commit ``written`` when the repository has no commit."""
     git = shutil.which("git")
     if git is None:
-        return
-    inside = subprocess.run(
-        [git, "rev-parse", "--is-inside-work-tree"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
+        return GitOutcome(available=False)
+    created = not _tracked_by_a_work_tree(git, root)
+    if created:
+        _git(git, root, "init", "--quiet", action="git init")
+    has_commit = _git(git, root, "rev-parse", "--verify", "--quiet", "HEAD", check=False)
+    if has_commit.returncode == 0 or not written:
+        return GitOutcome(available=True, created=created, message=subject)
+    env, fallback = _identity(git, root)
+    message = (
+        f"{subject}\n\nWritten by `{subject}`. canon builds images from commits "
+        "(their provenance names the commit), so the project starts with one."
     )
-    if inside.returncode == 0 and inside.stdout.strip() == "true":
-        return
+    _git(git, root, "add", "--", *written, action="git add")
+    _git(
+        git, root, "commit", "--quiet", "-m", message, "--", *written, env=env, action="git commit"
+    )
+    head = _git(git, root, "rev-parse", "HEAD", action="git rev-parse").stdout.strip()
+    return GitOutcome(True, created, head, subject, fallback)
+
+
+def _tracked_by_a_work_tree(git: str, root: Path) -> bool:
+    """Whether ``root`` is in a work tree that tracks it: not in one, or in one whose
+    ``.gitignore`` ignores it (as ``cargo new`` decides), means a repository of its own."""
+    top = _git(git, root, "rev-parse", "--show-toplevel", check=False)
+    if top.returncode != 0 or not top.stdout.strip():
+        return False
+    toplevel = Path(top.stdout.strip())
+    if toplevel.resolve() == root.resolve():
+        return True
+    rel = os.path.relpath(root.resolve(), toplevel.resolve())
+    ignored = _git(git, toplevel, "check-ignore", "--quiet", "--", rel, check=False)
+    return ignored.returncode != 0
+
+
+def _identity(git: str, root: Path) -> tuple[dict[str, str] | None, bool]:
+    """The environment for the commit: the user's identity when git knows one, else
+    ``FALLBACK_NAME``'s (a first commit must not fail on a fresh CI machine)."""
+    for var in ("GIT_AUTHOR_IDENT", "GIT_COMMITTER_IDENT"):
+        if _git(git, root, "var", var, check=False).returncode != 0:
+            break
+    else:
+        return None, False
+    fallback = {
+        "GIT_AUTHOR_NAME": FALLBACK_NAME,
+        "GIT_AUTHOR_EMAIL": FALLBACK_EMAIL,
+        "GIT_COMMITTER_NAME": FALLBACK_NAME,
+        "GIT_COMMITTER_EMAIL": FALLBACK_EMAIL,
+    }
+    return {**os.environ, **fallback}, True
+
+
+def _git(
+    git: str,
+    root: Path,
+    *args: str,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    action: str = "git",
+) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [git, "init", "--quiet"], cwd=root, capture_output=True, text=True, check=False
+        [git, *args], cwd=root, capture_output=True, text=True, check=False, env=env
     )
-    if done.returncode != 0:
+    if check and done.returncode != 0:
         raise InitError(
-            f"the project was written, but git init failed in {root}: "
+            f"the project was written, but {action} failed in {root}: "
             f"{done.stderr.strip() or done.returncode}",
-            hint="run git init there yourself",
+            hint="finish it yourself: git init (if needed), git add, git commit",
         )
+    return done
