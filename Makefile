@@ -14,11 +14,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
-# Write the bundled weather example into demo/, run it end to end, show it is clean.
+# Write the bundled weather example into demo/ (its own Git repository, first commit made
+# by canon init), run it end to end: the stages, then the base and model images; show the
+# images' layers and sizes, and that everything is up to date.
 demo: install
 	rm -rf demo
 	$(BIN)/canon init demo --example weather
 	cd demo && PATH="$(abspath $(BIN)):$$PATH" canon apply
+	cd demo && PATH="$(abspath $(BIN)):$$PATH" canon images
 	cd demo && PATH="$(abspath $(BIN)):$$PATH" canon status
 
 lint: install

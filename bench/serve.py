@@ -81,12 +81,9 @@ def main() -> None:
         subprocess.run([CANON, "init", str(work / "w"), "--example", "weather"], check=True,
                        env=env, capture_output=True)
         root = work / "w"
-        subprocess.run([CANON, "apply"], cwd=root, check=True, env=env, capture_output=True)
-        # declared after apply: serving from the workspace needs no image build
-        with (root / "canon.yaml").open("a") as f:
-            f.write("\nartifacts:\n  base: {kind: base, pythonpath: [src]}\n"
-                    "  model: {kind: model, from: base, add: [build/model.json],"
-                    " serve: {handler: weather.serve:predict}}\n")
+        # the stages only: serving from the workspace needs no image build
+        subprocess.run([CANON, "apply", "evaluate"], cwd=root, check=True, env=env,
+                       capture_output=True)
         sys.path.insert(0, str(root / "src"))
         from weather.serve import example  # type: ignore[import-not-found]
 

@@ -5,6 +5,9 @@ Commit 1 pins the data up to mid-2014 and trains to 2013; commit 2 pins all year
 model of commit 1 on commit 2's data is a real back-test (its own code and
 model, never retrained, on days it never saw); on its own data there is no
 2015 to test on, which fails that cell alone.
+
+The example declares images; these tests apply its stages only (`canon apply evaluate`):
+a back-test needs no image, and the commits record none ("no image recorded").
 """
 
 from __future__ import annotations
@@ -64,8 +67,7 @@ def set_params(root: Path, train_until: str, test_from: str, test_until: str) ->
 def weather(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     tmp = tmp_path_factory.mktemp("bt")
     root = tmp / "weather"
-    assert canon(tmp, "init", "weather", "--example", "weather").returncode == 0
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    assert canon(tmp, "init", "weather", "--example", "weather").returncode == 0  # + commit
     csv = root / "data" / "seattle-weather.csv"
     full = csv.read_text()
     shutil.copyfile(csv, tmp / "full.csv")
@@ -73,13 +75,13 @@ def weather(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     csv.write_text("".join([lines[0], *(ln for ln in lines[1:] if ln[:10] < "2014/07/01")]))
     original = (root / "params.yaml").read_text()
     set_params(root, "2013-12-31", "2014-01-01", "2014-06-30")
-    first = canon(root, "apply")
+    first = canon(root, "apply", "evaluate")
     assert first.returncode == 0, first.stdout + first.stderr
     c1 = commit(root, "data to mid-2014, model to 2013")
     shutil.copyfile(tmp / "full.csv", csv)
     assert canon(root, "data", "update", "weather").returncode == 0
     (root / "params.yaml").write_text(original)
-    second = canon(root, "apply")
+    second = canon(root, "apply", "evaluate")
     assert second.returncode == 0, second.stdout + second.stderr
     c2 = commit(root, "all years, model to 2014")
     return root, c1, c2
@@ -88,7 +90,7 @@ def weather(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
 def metrics_at(root: Path, rev: str) -> dict[str, object]:
     subprocess.run(["git", "checkout", "-q", rev], cwd=root, check=True)
     try:
-        assert canon(root, "apply").returncode == 0  # restores: nothing runs
+        assert canon(root, "apply", "evaluate").returncode == 0  # restores: nothing runs
         return dict(json.loads((root / "build" / "metrics.json").read_text()))
     finally:
         subprocess.run(["git", "checkout", "-q", "-"], cwd=root, check=True)
