@@ -138,6 +138,21 @@ def fill_experiments(root: str, n: int) -> None:
     )
 
 
+def weather_setup(wx: str, canon: str) -> str:
+    """The set-up of the weather rows: the example committed (`canon init` may have done
+    it), its stages applied and the lock committed. Stages only: the example may declare
+    images, and building them (pip wheels for the base) is not what these rows measure;
+    experiments apply stages only anyway."""
+    import yaml
+
+    with open(os.path.join(wx, "canon.yaml")) as f:
+        stages = " ".join(yaml.safe_load(f)["stages"])
+    return (
+        "git add -A && { git diff --cached --quiet || git commit -qm weather; } && "
+        f"{canon} apply {stages} >/dev/null && git add -A && git commit -qm lock"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--md", default=None)
@@ -196,11 +211,7 @@ def main() -> None:
     if not a.skip_weather:
         wx = os.path.join(work, "weather")
         sh(f"{CANON} init {wx} --example weather >/dev/null", work)
-        sh(
-            "git add -A && git commit -qm weather && canon apply >/dev/null && "
-            "git add -A && git commit -qm lock",
-            wx,
-        )
+        sh(weather_setup(wx, CANON), wx)
         c = [0]
 
         def queue4() -> None:
@@ -353,8 +364,7 @@ def w4(b: Any, ns: dict[str, Any]) -> None:
     # 4. real training: the weather example, 4 queued experiments, 1 vs 2 workers
     wx = b.fresh_dir("w4-weather")
     sh(f"{canon} init {wx} --example weather >/dev/null")
-    sh(f"git add -A && git commit -qm weather && {canon} apply >/dev/null && "
-       "git add -A && git commit -qm lock", wx)
+    sh(weather_setup(wx, canon), wx)
     c = [0]
 
     def queue4() -> str:
