@@ -343,7 +343,7 @@ def run_experiment(
     started = time.time()
     with worktree(root, commit, spec.name, meanwhile=meanwhile) as tree:
         from canon.apply.outcomes import ApplyOptions
-        from canon.apply.session import load, run_apply
+        from canon.apply.session import run_apply
 
         project = prepare_params(tree, spec.profile, spec.overrides)
         extra: dict[str, Any] = {}
@@ -373,7 +373,6 @@ def run_experiment(
                 f"experiment {spec.name} failed: {detail or 'a stage failed'}",
                 hint="nothing was recorded; fix the stage and run the experiment again",
             )
-        project, _ = load(tree, spec.profile)
         metric_paths = [m for s in project.stages.values() for m in s.metrics]
         files = {project.params_file: tree / project.params_file}
         if (tree / "canon.lock").is_file():

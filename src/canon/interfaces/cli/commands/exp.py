@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import sys
 from pathlib import Path
@@ -104,7 +102,17 @@ def run(
                 click.echo(f"{exp.name}  {exp.commit[:12]}  {metrics}")
     finally:
         emit.close()
+        _quick_exit()
     return 0
+
+
+def _quick_exit() -> None:
+    """The interpreter's last garbage collection walks every object the imports made
+    (~15 ms of an experiment's ~0.1 s of its own): frozen, they are skipped. Files
+    and connections are closed by then; objects are still freed by reference counts."""
+    import gc
+
+    gc.freeze()
 
 
 def _overrides(overrides: Any) -> str:
@@ -221,6 +229,9 @@ def show(
         for e in exps
     ]
     if as_csv:
+        import csv
+        import io
+
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(header)
