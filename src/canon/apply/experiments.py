@@ -114,12 +114,19 @@ def plan_experiments(
     files, snapshot as a commit object on top of ``HEAD`` (as DVC includes them);
     the specs then say so (``ExperimentSpec.workspace``)."""
     from canon.declare.memo import load_project_memoised
-    from canon.stores.exprefs import snapshot_workspace
+    from canon.stores.exprefs import STATUS, snapshot_workspace
 
-    commit = resolve_commit(root, base or "HEAD")
+    status = git_start(root, *STATUS) if base is None else None  # beside the rev-parse
+    try:
+        commit = resolve_commit(root, base or "HEAD")
+    except CanonError:
+        if status is not None:
+            status.communicate()  # reaped; the rev-parse's error is the one to report
+        raise
+    changes = git_wait(status) if status is not None else None
     workspace: dict[str, Any] | None = None
-    if base is None:
-        snap = snapshot_workspace(root, commit)
+    if changes is not None:
+        snap = snapshot_workspace(root, commit, changes)
         if snap is not None:
             workspace = {"head": commit, "files": snap[1]}
             commit = snap[0]

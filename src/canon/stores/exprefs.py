@@ -132,15 +132,21 @@ def resolve_commit(root: Path, rev: str) -> str:
     return proc.stdout.decode().strip()
 
 
-def snapshot_workspace(root: Path, head: str) -> tuple[str, list[str]] | None:
+STATUS = ("status", "--porcelain", "--untracked-files=no", "-z")  # what snapshot_workspace reads
+
+
+def snapshot_workspace(
+    root: Path, head: str, status: bytes | None = None
+) -> tuple[str, list[str]] | None:
     """A commit of ``head`` plus the workspace's uncommitted changes to tracked files
     (staged or not, and files staged as new), or None when there are none.
 
     The commit is a plain object, referenced by no branch: the user's branch,
     index and working tree are never touched (a private copy of the index is
     updated). It stays reachable through the experiment that uses it as its base.
+    ``status``: the output of ``git STATUS`` when the caller ran it already.
     """
-    changed = git(root, "status", "--porcelain", "--untracked-files=no", "-z").decode()
+    changed = (git(root, *STATUS) if status is None else status).decode()
     paths = [entry[3:] for entry in changed.split("\0") if len(entry) > 3 and entry[2] == " "]
     if not paths:
         return None
