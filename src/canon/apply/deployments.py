@@ -66,6 +66,11 @@ def deployer_for(
         from canon.executors.deploy.local import LocalDeployer
 
         return LocalDeployer(root, layout_of(root))
+    if spec.target is DeployTarget.PODMAN:
+        from canon.apply.images import layout_of
+        from canon.executors.deploy.podman import PodmanDeployer
+
+        return PodmanDeployer(root, layout_of(root))
     from canon.executors.deploy.kubernetes import Kubectl, KubernetesDeployer
     from canon.executors.deploy.manifests import Source
     from canon.executors.image.repo import origin_url
@@ -234,5 +239,5 @@ def repo_locked(root: Path, argv: Sequence[str], wait: float = 30.0) -> Iterator
 def stop(root: Path, *, profile: str | None, names: Sequence[str]) -> None:
     project = load_project_memoised(root, profile=profile)
     for spec in select(project, names):
-        if spec.target is DeployTarget.LOCAL:
+        if spec.target in (DeployTarget.LOCAL, DeployTarget.PODMAN):
             deployer_for(root, project, spec).stop(spec)

@@ -1,7 +1,8 @@
 """``deployments:`` -> ``DeploymentSpec``: where a model image runs, checked.
 
 Each deployment names a model artifact (not a base), an optional profile that exists, and
-for ``target: local`` an address on this machine; every problem is reported at once with
+for ``target: local`` and ``target: podman`` (the same router, containers behind it) an
+address on this machine; every problem is reported at once with
 its YAML path, like the rest of the declaration.
 """
 
@@ -53,7 +54,7 @@ def resolve_deployments(decl: ProjectFile, problems: Problems) -> dict[str, Depl
             )
             ok = False
         target = DeployTarget(d.target)
-        if target is DeployTarget.LOCAL:
+        if target in (DeployTarget.LOCAL, DeployTarget.PODMAN):
             try:
                 ipaddress.ip_address(d.host)
             except ValueError:
@@ -61,9 +62,7 @@ def resolve_deployments(decl: ProjectFile, problems: Problems) -> dict[str, Depl
                 ok = False
             other = ports.get((d.host, d.port))
             if other is not None:
-                problems.add(
-                    (*at, "port"), f"port {d.port} is already used by deployment {other}"
-                )
+                problems.add((*at, "port"), f"port {d.port} is already used by deployment {other}")
                 ok = False
             ports[(d.host, d.port)] = name
         if not ok:

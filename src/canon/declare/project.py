@@ -140,6 +140,7 @@ class ArtifactSpec:
 
 class DeployTarget(StrEnum):
     LOCAL = "local"
+    PODMAN = "podman"
     KUBERNETES = "kubernetes"
 
 

@@ -218,14 +218,16 @@ class Resources(_Model):
 class Deployment(_Model):
     """A model image running somewhere, kept at the declared version by canon."""
 
-    target: Literal["local", "kubernetes"] = Field(
+    target: Literal["local", "podman", "kubernetes"] = Field(
         description="local: supervised processes on this machine behind a router on port; "
+        "podman: the model image in podman containers (--network host) behind that router; "
         "kubernetes: a Deployment + Service rendered into deploy/<name>/."
     )
     artifact: Name = Field(description="The model artifact (kind: model) to run.")
     port: int = Field(default=8080, ge=1, le=65535, description="The port clients use.")
     host: NonEmptyStr = Field(
-        default="127.0.0.1", description="local: the address the router binds (loopback)."
+        default="127.0.0.1",
+        description="local, podman: the address the router binds (loopback).",
     )
     replicas: int = Field(default=1, ge=1, le=64, description="Copies of the model server.")
     profile: Name | None = Field(

@@ -5,12 +5,17 @@ checks it against the world and names every difference as drift: the router or a
 server is not running (a PID is trusted only if its command line is canon's — PIDs are
 reused), a server is not ready, nothing answers on the declared port, or the port answers
 with another image than canon deployed (``GET /provenance``: someone started a version
-by hand).
+by hand). The podman target is observed the same way, its backends being containers
+(``podman ps -a`` by label: exited, gone, or another one running outside a rollout).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +23,7 @@ from typing import Any
 import httpx
 
 from canon.declare.project import DeploymentSpec
-from canon.errors import DeployError
+from canon.errors import DeployError, DeployTargetError
 
 ROUTER_MARKER = "deploy.router"
 SERVER_MARKER = "serve"
@@ -93,21 +98,41 @@ def get_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
 
 
 def observe_local(root: Path, spec: DeploymentSpec) -> Live:
+    def backend(b: Mapping[str, Any]) -> str | None:
+        pid, port = int(b["pid"]), int(b["port"])
+        if not alive(pid, SERVER_MARKER):
+            return f"model server pid {pid} (port {port}) died"
+        return None
+
+    return _observe(root, spec, backend)
+
+
+def _observe(
+    root: Path,
+    spec: DeploymentSpec,
+    backend: Callable[[Mapping[str, Any]], str | None],
+    extra: Callable[[Mapping[str, Any]], list[str]] | None = None,
+) -> Live:
+    """What the state file claims, checked: the router, each backend (``backend`` says
+    why one is down, or None), what answers on the port; ``extra`` adds target drift."""
     state = read_state(home(root, spec.name) / "state.json")
     last = (state.get("last_rollout") or {}).get("summary")
     router, active = state.get("router"), state.get("active")
     if active is None and router is None:
-        return Live(spec.name, None, last_rollout=last)
+        stray = extra(state) if extra is not None else []
+        return Live(spec.name, None, drift=tuple(stray), last_rollout=last)
     drift: list[str] = []
     if router is None or not alive(int(router["pid"]), ROUTER_MARKER):
         drift.append("the router is not running")
     ready = 0
     for b in (active or {}).get("backends", []):
-        pid, port = int(b["pid"]), int(b["port"])
-        if not alive(pid, SERVER_MARKER):
-            drift.append(f"model server pid {pid} (port {port}) died")
-        elif get_json(f"http://127.0.0.1:{port}/readyz") is not None:
+        down = backend(b)
+        if down is not None:
+            drift.append(down)
+        elif get_json(f"http://127.0.0.1:{int(b['port'])}/readyz") is not None:
             ready += 1
+    if extra is not None:
+        drift.extend(extra(state))
     answering = get_json(f"http://{spec.host}:{spec.port}/provenance")
     live_digest = answering.get("image") if answering else None
     deployed = active["digest"] if active else None
@@ -119,3 +144,98 @@ def observe_local(root: Path, spec: DeploymentSpec) -> Live:
             f"{str(deployed)[:19]}… (started by hand?)"
         )
     return Live(spec.name, live_digest, ready, spec.replicas, tuple(drift), last)
+
+
+# -- podman: the same router, the model image in containers behind it ----------------
+
+DEPLOYMENT_LABEL = "dev.canon.deployment"  # "<project key>/<env>"
+DIGEST_LABEL = "dev.canon.image-digest"
+
+
+def podman_binary() -> str:
+    found = shutil.which("podman")
+    if found is None:
+        raise DeployError(
+            "target: podman needs podman, which is not on PATH",
+            hint="install podman (and runc or crun), or use target: local (no container "
+            "runtime needed)",
+        )
+    return found
+
+
+def deployment_label(root: Path, environment: str) -> str:
+    """Which project's deployment a container belongs to (two projects may both have a
+    deployment named ``prod``)."""
+    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return f"{key}/{environment}"
+
+
+def podman_containers(podman: str, label: str) -> list[dict[str, Any]]:
+    """``podman ps -a`` of the containers labelled ``label``: name, state, digest, exit."""
+    try:
+        done = subprocess.run(
+            [
+                podman,
+                "ps",
+                "-a",
+                "--format",
+                "json",
+                "--filter",
+                f"label={DEPLOYMENT_LABEL}={label}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DeployTargetError(f"podman ps failed: {exc}") from exc
+    if done.returncode != 0:
+        raise DeployTargetError(
+            f"podman ps failed: {done.stderr.strip()[-300:]}",
+            hint="check `podman info` (storage, runtime) as the user canon runs as",
+        )
+    try:
+        rows = json.loads(done.stdout or "[]")
+    except ValueError as exc:
+        raise DeployTargetError(f"podman ps printed no JSON ({exc})") from exc
+    found = []
+    for row in rows if isinstance(rows, list) else []:
+        names = row.get("Names") or []
+        labels = row.get("Labels") or {}
+        found.append(
+            {
+                "name": names[0] if names else str(row.get("Id", ""))[:12],
+                "state": str(row.get("State", "")),
+                "digest": labels.get(DIGEST_LABEL),
+                "exit": row.get("ExitCode"),
+            }
+        )
+    return found
+
+
+def observe_podman(root: Path, spec: DeploymentSpec) -> Live:
+    podman = podman_binary()
+    containers = {
+        c["name"]: c for c in podman_containers(podman, deployment_label(root, spec.name))
+    }
+
+    def backend(b: Mapping[str, Any]) -> str | None:
+        name = str(b.get("container"))
+        found = containers.get(name)
+        if found is None:
+            return f"container {name} (port {b['port']}) is gone"
+        if found["state"] != "running":
+            return f"container {name} (port {b['port']}) is {found['state']} (exit {found['exit']})"
+        return None
+
+    def extra(state: Mapping[str, Any]) -> list[str]:
+        ours = {str(b.get("container")) for b in (state.get("active") or {}).get("backends", [])}
+        return [
+            f"container {c['name']} runs image {str(c['digest'])[:19]}… outside canon's "
+            "rollout (started by hand?)"
+            for c in containers.values()
+            if c["state"] == "running" and c["name"] not in ours
+        ]
+
+    return _observe(root, spec, backend, extra)

@@ -87,11 +87,18 @@ class State:
         if not self.active:
             return []
         digest = str(self.active["digest"])
-        return [Backend(int(b["pid"]), int(b["port"]), digest) for b in self.active["backends"]]
+        return [
+            Backend(int(b["pid"]), int(b["port"]), digest, b.get("container"))
+            for b in self.active["backends"]
+        ]
 
 
 class LocalDeployer:
-    """The embedded target. ``root`` is the project; images come from ``layout``."""
+    """The embedded target. ``root`` is the project; images come from ``layout``.
+
+    What is specific to processes is in five methods (``prepare``, ``start_server``,
+    ``running``, ``serving``, ``stop_backends``) and ``observe``; the podman target
+    overrides them and keeps the router and the rollout."""
 
     def __init__(self, root: Path, layout: ImageLayout) -> None:
         self.root = root
@@ -140,12 +147,12 @@ class LocalDeployer:
             return self._finish(
                 spec, state, release, previous, "unchanged", "already serving", started, old
             )
-        rootfs = extract_image(self.layout, release.digest, self.home(spec.name) / "images")
+        prepared = self.prepare(spec, release)
         emit(Notice(f"{spec.name}: starting {spec.replicas} server(s) of {release.digest[:19]}…"))
-        new = [self._start_server(spec, rootfs, release) for _ in range(spec.replicas)]
+        new = [self.start_server(spec, prepared, release) for _ in range(spec.replicas)]
         failure = self._wait_ready(new, spec.ready_timeout)
         if failure is not None:
-            terminate([b.pid for b in new])
+            self.stop_backends(new)
             return self._finish(
                 spec,
                 state,
@@ -160,22 +167,22 @@ class LocalDeployer:
         state.active = {
             "digest": release.digest,
             "commit": release.commit,
-            "backends": [{"pid": b.pid, "port": b.port} for b in new],
+            "backends": [b.doc() for b in new],
         }
         self.save(spec.name, state)
         emit(Notice(f"{spec.name}: traffic switched to {release.digest[:19]}…"))
         time.sleep(DRAIN_SECONDS)
         failure = self._check(new)
         if failure is not None:
-            living = [b for b in old if alive(b.pid, SERVER_MARKER)]
+            living = [b for b in old if self.serving(b)]
             if living:
                 self.switch(spec.name, living)
                 state.active = {
                     "digest": previous,
                     "commit": "",
-                    "backends": [{"pid": b.pid, "port": b.port} for b in living],
+                    "backends": [b.doc() for b in living],
                 }
-            terminate([b.pid for b in new])
+            self.stop_backends(new)
             return self._finish(
                 spec,
                 state,
@@ -186,7 +193,7 @@ class LocalDeployer:
                 started,
                 living,
             )
-        terminate([b.pid for b in old if alive(b.pid, SERVER_MARKER)])
+        self.stop_backends([b for b in old if self.serving(b)])
         return self._finish(
             spec,
             state,
@@ -281,7 +288,24 @@ class LocalDeployer:
         self.save(spec.name, state)
         emit(Notice(f"{spec.name}: router listening on {spec.host}:{spec.port}"))
 
-    def _start_server(self, spec: DeploymentSpec, rootfs: Path, release: Release) -> Backend:
+    # -- what is specific to processes (the podman target overrides these) -------
+
+    def prepare(self, spec: DeploymentSpec, release: Release) -> str:
+        """The image, ready to start: here the path of its extracted rootfs."""
+        return str(extract_image(self.layout, release.digest, self.home(spec.name) / "images"))
+
+    def running(self, backend: Backend) -> bool:
+        return _running(backend.pid)
+
+    def serving(self, backend: Backend) -> bool:
+        """Still a model server canon started (PIDs are reused: the command line is checked)."""
+        return alive(backend.pid, SERVER_MARKER)
+
+    def stop_backends(self, backends: list[Backend]) -> None:
+        terminate([b.pid for b in backends])
+
+    def start_server(self, spec: DeploymentSpec, prepared: str, release: Release) -> Backend:
+        rootfs = Path(prepared)
         port = free_port()
         logs = self.home(spec.name) / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -319,11 +343,11 @@ class LocalDeployer:
         reason = "no answer"
         while waiting and time.monotonic() < deadline:
             for b in list(waiting):
-                if not _running(b.pid):
-                    return f"server pid {b.pid} exited at start"
                 try:
                     answer = httpx.get(f"http://127.0.0.1:{b.port}/readyz", timeout=2)
                 except httpx.HTTPError:
+                    if not self.running(b):
+                        return f"{b.describe()} exited at start"
                     continue
                 if answer.status_code == 200:
                     waiting.remove(b)
@@ -337,18 +361,17 @@ class LocalDeployer:
 
     def _check(self, backends: list[Backend]) -> str | None:
         for b in backends:
-            if not _running(b.pid):
-                return f"server pid {b.pid} exited"
+            if not self.running(b):
+                return f"{b.describe()} exited"
             if get_json(f"http://127.0.0.1:{b.port}/readyz") is None:
                 return f"server on port {b.port} is no longer ready"
         return None
 
     def stop(self, spec: DeploymentSpec) -> None:
         state = self.load(spec.name)
-        pids = [b.pid for b in state.backends if alive(b.pid, SERVER_MARKER)]
+        self.stop_backends([b for b in state.backends if self.serving(b)])
         if state.router and alive(int(state.router["pid"]), "deploy.router"):
-            pids.append(int(state.router["pid"]))
-        terminate(pids)
+            terminate([int(state.router["pid"])])
         state.router, state.active = None, None
         self.save(spec.name, state)
 

@@ -29,9 +29,20 @@ class Release:
 
 @dataclass(frozen=True)
 class Backend:
-    pid: int
+    pid: int  # 0 for a container (podman target)
     port: int
     digest: str
+    container: str | None = None  # the podman target's container name
+
+    def doc(self) -> dict[str, object]:
+        """As recorded in the target's state file."""
+        found: dict[str, object] = {"pid": self.pid, "port": self.port}
+        if self.container is not None:
+            found["container"] = self.container
+        return found
+
+    def describe(self) -> str:
+        return f"container {self.container}" if self.container else f"server pid {self.pid}"
 
 
 @dataclass(frozen=True)
@@ -50,8 +61,8 @@ class Rollout:
 
 
 class Deployer(Protocol):
-    """One target. Implementations: LocalDeployer (processes), KubernetesDeployer
-    (manifests + kubectl), FakeDeployer (memory)."""
+    """One target. Implementations: LocalDeployer (processes), PodmanDeployer (containers
+    behind the same router), KubernetesDeployer (manifests + kubectl), FakeDeployer."""
 
     def observe(self, spec: DeploymentSpec) -> Live: ...
 
