@@ -62,7 +62,8 @@ def test_weather_example_runs_end_to_end_builds_its_images_and_is_clean(
     assert "built image.base" in applied.stdout and "built image.model" in applied.stdout
     metrics = json.loads((root / "build/metrics.json").read_text())
     assert metrics["auc"] > 0.7
-    assert canon(root, "status").returncode == 0
+    clean = canon(root, "status")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
 
     shown = canon(root, "images")
     assert shown.returncode == 0 and "canon: add build/model.json" in shown.stdout
