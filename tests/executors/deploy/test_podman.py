@@ -14,9 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from canon.observe.deployments import DEPLOYMENT_LABEL, DIGEST_LABEL, deployment_label
 from canon.stores.ledger import Ledger
+from canon.stores.oci.layout import ImageLayout
+from canon.stores.oci.spec import parse_manifest
 from tests.executors.deploy.test_local import BROKEN, SERVE, Hammer, commit
-from tests.images.conftest import TRAIN_PY, free_port, make_project, registry
+from tests.images.conftest import TRAIN_PY, Project, free_port, make_project, registry
 from tests.images.test_podman import debian, podman
 
 pytestmark = pytest.mark.slow
@@ -30,6 +33,12 @@ def _containers(podman: list[str]) -> list[dict[str, object]]:
     rows = json.loads(out or "[]")
     assert isinstance(rows, list)
     return rows
+
+
+def _image_id(p: Project, digest: str) -> str:
+    """The image's ID in podman's storage: its config digest."""
+    layout = ImageLayout(p.root / ".canon/images")
+    return parse_manifest(layout.read_bytes(digest)).config.digest[7:]  # type: ignore[arg-type]
 
 
 def test_podman_rollouts_lose_no_request_and_a_never_ready_version_is_rolled_back(
@@ -105,6 +114,21 @@ def test_podman_rollouts_lose_no_request_and_a_never_ready_version_is_rolled_bac
         assert "deployment.box succeeded" in healed.stdout, healed.stdout
         assert httpx.get(f"{url}/provenance").json()["image"] == v4
         assert p.canon("status", check=False).returncode == 0
+
+        # drift: a container of the deployment started by hand (v1, on another port)
+        stray = subprocess.run(
+            [*podman, "run", "-d", "--network", "host", "--pull", "never",
+             "--label", f"{DEPLOYMENT_LABEL}={deployment_label(p.root, 'box')}",
+             "--label", f"{DIGEST_LABEL}={v1}", "-e", f"PORT={free_port()}",
+             "-e", "CANON_HOST=127.0.0.1", _image_id(p, v1)],
+            capture_output=True, text=True, check=True).stdout.strip()
+        status = p.canon("status", check=False)
+        assert status.returncode == 1
+        assert "outside canon's rollout (started by hand?)" in status.stdout, status.stdout
+        p.canon("apply")
+        assert stray not in {str(c["Id"]) for c in _containers(podman)}
+        assert p.canon("status", check=False).returncode == 0
+        assert httpx.get(f"{url}/provenance").json()["image"] == v4
         ledger = Ledger(p.root / ".canon" / "ledger.db")
         print("podman rollout durations (s):", [round(r["duration"], 2) for r in ledger.rollouts("box")])
         ledger.close()

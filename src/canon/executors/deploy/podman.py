@@ -201,16 +201,13 @@ class PodmanDeployer(LocalDeployer):
         return logs
 
     def _sweep(self, spec: DeploymentSpec) -> None:
-        """Remove this deployment's containers that no longer run (died, or left by a
-        rollout that was interrupted): what is drift once is not kept forever."""
+        """After a rollout (under the repo lock), every container labelled as this
+        deployment's that is not the active version goes: dead ones, ones left by an
+        interrupted rollout, one started by hand with the label (drift, healed)."""
         label = deployment_label(self.root, spec.name)
         active = {str(b.container) for b in self.load(spec.name).backends}
         self._remove(
-            [
-                c["name"]
-                for c in podman_containers(self.podman, label)
-                if c["state"] != "running" and c["name"] not in active
-            ]
+            [c["name"] for c in podman_containers(self.podman, label) if c["name"] not in active]
         )
 
     def rollout(self, spec: DeploymentSpec, release: Release, emit: Emit) -> Rollout:
