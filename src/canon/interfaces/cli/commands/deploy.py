@@ -1,4 +1,4 @@
-"""``canon deploy``: roll the declared deployments out (local target), show them, stop them."""
+"""``canon deploy``: roll the declared deployments out, show them, stop them."""
 
 from __future__ import annotations
 
@@ -16,12 +16,15 @@ NOTHING_DECLARED = (
 @click.command(
     "deploy",
     help="Roll deployments out to the image canon.lock pins (zero-downtime on the local "
-    "target; a version that never gets ready is rolled back), or show/stop them.\n\n"
+    "and podman targets; a version that never gets ready is rolled back; kubernetes: "
+    "manifests rendered into deploy/), or show/stop them.\n\n"
     "ENVS are deployment names (default: all).",
 )
 @click.argument("envs", nargs=-1)
 @click.option("--status", "show", is_flag=True, help="Show declared vs live, and drift.")
-@click.option("--stop", "stop_", is_flag=True, help="Stop the deployments' processes.")
+@click.option(
+    "--stop", "stop_", is_flag=True, help="Stop the deployments' processes or containers."
+)
 @click.option(
     "--kubectl",
     is_flag=True,
