@@ -367,6 +367,7 @@ def run_experiment(
             options=ApplyOptions(jobs=spec.jobs),
             emit=_lock_committed_here(emit),
             argv=["canon", "exp", "run", spec.name],
+            worktree_of=commit,
         )
         if not result.ok:
             # keep the stage logs: the worktree (and its .canon/logs) is removed below

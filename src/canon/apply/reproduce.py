@@ -164,6 +164,7 @@ def reproduce(
             options=ApplyOptions(jobs=jobs, force=True, rerun=True),
             emit=emit,
             argv=["canon", "reproduce", rev],
+            worktree_of=commit,  # the report goes to the main ledger (_record)
         )
         if not result.ok:
             failed = "; ".join(

@@ -50,9 +50,11 @@ def make_plan(
     ws: Workspace | None = None,
     with_commit: bool = False,
     drift: bool = False,
+    head: str | None = None,
 ) -> Planned:
     """Load, observe, plan. ``drift``: also compare pinned datasets' sources with
-    their pins (reported, never applied)."""
+    their pins (reported, never applied). ``head``: the commit checked out, when the
+    caller knows it (``with_commit`` then needs no git process)."""
     project, pipeline = load(root, profile)
     own = ws is None
     ws = ws or Workspace(root)
@@ -60,7 +62,7 @@ def make_plan(
         targets = stage_targets(project, targets)
         options = PlanOptions(tuple(targets), force)
         stages = pipeline.select(targets) if targets else None
-        commit = head_commit(root) if with_commit else None
+        commit = (head or head_commit(root)) if with_commit else None
         observed = observe(project, pipeline, ws, stages, commit=commit, drift=drift)
         if project.artifacts and not targets:
             from canon.observe.images import observe_images
@@ -101,9 +103,12 @@ def run_apply(
     argv: Sequence[str] = (),
     wait: float = 0.0,
     executor: str | None = None,
+    worktree_of: str | None = None,
 ) -> ApplyResult:
     """``executor``: ``dask://HOST:PORT`` runs the stages on a Dask cluster
-    (executors/dask.py); default: local child processes."""
+    (executors/dask.py); default: local child processes. ``worktree_of``: ``root``
+    is a throwaway worktree of this commit (an experiment's): its ledger, removed
+    with it, is kept in memory, and its commit is not asked of git."""
     from canon.apply.applier import Applier, ApplyOptions
     from canon.events import Notice
     from canon.executors.local import LocalRunner, Runner, reap_orphans
@@ -133,7 +138,13 @@ def run_apply(
             )
         with Workspace(root, stage_new_data=True) as ws:
             planned = make_plan(
-                root, profile=profile, targets=targets, force=options.force, ws=ws, with_commit=True
+                root,
+                profile=profile,
+                targets=targets,
+                force=options.force,
+                ws=ws,
+                with_commit=True,
+                head=worktree_of,
             )
             current = planned.plan
             if saved is not None and (
@@ -150,7 +161,7 @@ def run_apply(
                 from canon.executors.dask import DaskRunner
 
                 runner = DaskRunner(executor, state / "logs")
-            ledger = Ledger(state / "ledger.db")
+            ledger = Ledger(Path(":memory:") if worktree_of else state / "ledger.db")
             try:
                 from canon.stores.records import DEFAULT_PROFILE
 
