@@ -106,3 +106,20 @@ def test_meanwhile_runs_during_the_checkout_and_its_error_removes_the_worktree(
         pytest.fail("the body must not run")
     assert seen == [True] and records(root) == [f"worktree {root}"]
     assert not any((root / experiments.WORKTREES).iterdir())
+
+
+def test_the_record_is_removed_only_when_it_names_the_worktree_back(tmp_path: Path) -> None:
+    root, head = repo(tmp_path)
+    wt = tmp_path / "wt"
+    subprocess.run(
+        ["git", "worktree", "add", "-q", "--detach", str(wt), head], cwd=root, check=True
+    )
+    admin = experiments._admin_dir(wt)
+    assert admin is not None and admin.parent == root / ".git" / "worktrees"
+    other = tmp_path / "other" / "worktrees" / "wt"
+    other.mkdir(parents=True)
+    (other / "gitdir").write_text(str(tmp_path / "elsewhere" / ".git") + "\n")
+    (wt / ".git").write_text(f"gitdir: {other}\n")  # a record that is not this worktree's
+    assert experiments._admin_dir(wt) is None
+    (wt / ".git").write_text("not a worktree\n")
+    assert experiments._admin_dir(wt) is None

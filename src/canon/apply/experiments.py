@@ -204,13 +204,22 @@ def _backoff(seconds: float) -> None:
 
 
 def _admin_dir(path: Path) -> Path | None:
-    """The worktree's record under ``.git/worktrees/`` (named by its ``.git`` file)."""
+    """The worktree's record under ``.git/worktrees/``: named by its ``.git`` file, and
+    naming it back (its ``gitdir`` file), else None (``git worktree prune`` drops it)."""
     try:
         text = (path / ".git").read_text()
+        if not text.startswith("gitdir:"):
+            return None
+        admin = path / text.removeprefix("gitdir:").strip()  # absolute, or relative to path
+        back = Path((admin / "gitdir").read_text().strip())  # absolute, or relative to admin
+        if (
+            admin.parent.name == "worktrees"
+            and (admin / back).resolve() == (path / ".git").resolve()
+        ):
+            return admin
     except OSError:
-        return None
-    admin = Path(text.removeprefix("gitdir:").strip())
-    return admin if text.startswith("gitdir:") and admin.parent.name == "worktrees" else None
+        pass
+    return None
 
 
 def _remove_worktree(path: Path, admin: Path | None) -> None:
