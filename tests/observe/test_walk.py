@@ -224,3 +224,20 @@ def test_a_snapshot_just_after_an_observation_reuses_its_walk(
         fresh = reader.snapshot("data")  # not just observed: walks again, sees the change
         assert walks == ["data", "data"]
         assert fresh is not None and seen is not None and fresh[0].digest != seen.digest
+
+
+@pytest.mark.parametrize(
+    "folder",
+    [
+        ("a/", ["x", "caf\udce9"], [1, 2, 3, 0o100644, 4, 5, 6, 0o100644], ["sub"]),
+        ("", [], [], []),
+        ("big/", ["f"], [1 << 63, 1, 2, 0o100644], []),  # an inode past int64: sent as a list
+    ],
+)
+def test_what_the_child_sends_comes_back_the_same(
+    folder: tuple[str, list[str], list[int], list[str]],
+) -> None:
+    import marshal
+
+    sent = marshal.loads(marshal.dumps(walk_mod._packed(folder)))
+    assert walk_mod._unpacked(sent) == folder

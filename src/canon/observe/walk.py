@@ -13,7 +13,9 @@ measured 1.6-2.5x *slower* than one: a cached ``stat`` is ~2 µs and each one
 hands the GIL over), but a forked child does: parent and child take the top
 directory's subfolders from one shared queue (a pipe of 4-byte indices; a
 read of 4 bytes from a pipe is atomic, so each index goes to exactly one of
-them), and the child sends its listings back with ``marshal``. On 2 cores the
+them), and the child sends its listings back with ``marshal``, names joined by NUL
+and stats as packed int64s (unmarshalling 25,000 names and 100,000 ints one object
+at a time cost the parent ~14 ms; the packed form ~5 ms). On 2 cores the
 50,000-file tree of bench W2 is walked in ~0.075 s instead of ~0.115 s. The
 fingerprint is computed over the merged listings, in the same order as a
 single walk, so it does not depend on who walked what. Anything the child did
@@ -227,10 +229,9 @@ def _walk_shared(
         _take(walker.queue, base, relpath, subdirs, parts)
         try:
             theirs = marshal.loads(reader.read())
-        except (EOFError, ValueError, TypeError):
-            theirs = {}  # the child died mid-way: its part is walked here
-        if isinstance(theirs, dict):
-            parts.update(theirs)
+            parts.update({i: [_unpacked(d) for d in sent] for i, sent in theirs.items()})
+        except (EOFError, ValueError, TypeError, AttributeError):
+            pass  # the child died mid-way: its part is walked here
     finally:
         reader.close()  # first: a child still writing gets EPIPE instead of blocking us
         os.close(walker.queue)
@@ -260,12 +261,30 @@ def _fork_walker(base: str, relpath: str, subdirs: list[str]) -> _Walker:
             with contextlib.suppress(Changed, PathError):
                 _take(queue_r, base, relpath, subdirs, mine)
             with os.fdopen(out_w, "wb") as f:
-                f.write(marshal.dumps(mine))
+                f.write(marshal.dumps({i: [_packed(d) for d in p] for i, p in mine.items()}))
             code = 0
         finally:
             os._exit(code)
     os.close(out_w)
     return _Walker(subdirs, queue_r, out_r, pid)
+
+
+def _packed(d: _Dir) -> tuple[str, str, bytes | list[int], str]:
+    rel, names, ints, subdirs = d
+    try:
+        stats: bytes | list[int] = array("q", ints).tobytes()
+    except OverflowError:  # an inode >= 2**63: as a list
+        stats = ints
+    return rel, "\0".join(names), stats, "\0".join(subdirs)
+
+
+def _unpacked(sent: tuple[str, str, bytes | list[int], str]) -> _Dir:
+    rel, names, stats, subdirs = sent
+    if isinstance(stats, bytes):
+        a = array("q")
+        a.frombytes(stats)
+        stats = a.tolist()
+    return rel, names.split("\0") if names else [], stats, subdirs.split("\0") if subdirs else []
 
 
 def _abandon(walker: _Walker) -> None:
