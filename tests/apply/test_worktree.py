@@ -3,6 +3,7 @@ deleted ``.git/worktrees`` under it (parallel queue workers hit this)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -93,10 +94,10 @@ def test_meanwhile_runs_during_the_checkout_and_its_error_removes_the_worktree(
     tmp_path: Path,
 ) -> None:
     root, head = repo(tmp_path)
-    seen: list[bool] = []
+    seen: list[Path] = []
 
-    def meanwhile() -> None:
-        seen.append(True)
+    def meanwhile(path: Path) -> None:
+        seen.append(path)
         raise CanonError("the name is taken")
 
     with (
@@ -104,7 +105,8 @@ def test_meanwhile_runs_during_the_checkout_and_its_error_removes_the_worktree(
         experiments.worktree(root, head, "x", meanwhile=meanwhile),
     ):
         pytest.fail("the body must not run")
-    assert seen == [True] and records(root) == [f"worktree {root}"]
+    assert len(seen) == 1 and seen[0].parent == root / experiments.WORKTREES
+    assert records(root) == [f"worktree {root}"] and not seen[0].exists()
     assert not any((root / experiments.WORKTREES).iterdir())
 
 
@@ -123,3 +125,18 @@ def test_the_record_is_removed_only_when_it_names_the_worktree_back(tmp_path: Pa
     assert experiments._admin_dir(wt) is None
     (wt / ".git").write_text("not a worktree\n")
     assert experiments._admin_dir(wt) is None
+
+
+def test_prune_drops_what_a_killed_run_left_a_checkout_and_a_private_index(
+    tmp_path: Path,
+) -> None:
+    root, _ = repo(tmp_path)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid no process has any more
+    left = root / experiments.WORKTREES
+    left.mkdir(parents=True)
+    (left / f"x-{gone.pid}-0a1b2c3d").mkdir()
+    (left / f"x-{gone.pid}-0a1b2c3d.index").write_bytes(b"DIRC")
+    (left / f"y-{os.getpid()}-0a1b2c3d.index").write_bytes(b"DIRC")  # a live run's: kept
+    experiments.prune_worktrees(root)
+    assert sorted(p.name for p in left.iterdir()) == [f"y-{os.getpid()}-0a1b2c3d.index"]

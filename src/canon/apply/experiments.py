@@ -19,6 +19,7 @@ behind by a killed run is removed by the next run (``prune_worktrees``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -151,7 +152,10 @@ def prune_worktrees(root: Path) -> None:
             owner = entry.name.rsplit("-", 2)
             pid = int(owner[-2]) if len(owner) == 3 and owner[-2].isdigit() else None
             if pid is None or not _alive(pid):
-                shutil.rmtree(entry, ignore_errors=True)
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:  # a private index beside its worktree (``index_of``)
+                    entry.unlink(missing_ok=True)
     with contextlib.suppress(CanonError):
         git(root, "worktree", "prune")
 
@@ -222,12 +226,19 @@ def _admin_dir(path: Path) -> Path | None:
     return None
 
 
+def index_of(path: Path) -> Path:
+    """The private index of the worktree at ``path`` (``ExperimentRefs.record``): beside
+    it, as git checks the worktree out into an empty directory."""
+    return path.with_name(path.name + ".index")
+
+
 def _remove_worktree(path: Path, admin: Path | None) -> None:
     """What ``git worktree remove --force`` does, without a git process: the
     checkout, then its record. ``admin`` was read right after the checkout, before
     any stage ran (a stage could rewrite ``.git``). Killed in between, the record
     points at nothing and ``git worktree prune`` (``prune_worktrees``) drops it."""
     shutil.rmtree(path, ignore_errors=True)
+    index_of(path).unlink(missing_ok=True)
     if admin is not None:
         shutil.rmtree(admin, ignore_errors=True)
 
@@ -238,18 +249,19 @@ def worktree(
     commit: str,
     label: str,
     share: tuple[str, ...] = SHARED,
-    meanwhile: Callable[[], object] | None = None,
+    meanwhile: Callable[[Path], object] | None = None,
 ) -> Any:
     """A detached worktree of ``commit`` sharing the main workspace's ``.canon/``
     entries named in ``share`` (the object cache and the run cache by default).
-    ``meanwhile()`` runs while git checks it out; if it raises, the worktree is
-    removed and nothing else happens."""
+    ``meanwhile(path)`` runs while git checks it out at ``path``; if it raises, the
+    worktree is removed and nothing else happens."""
     path = root / WORKTREES / f"{label}-{os.getpid()}-{os.urandom(4).hex()}"
     path.parent.mkdir(parents=True, exist_ok=True)
     admin = None
+    task = None if meanwhile is None else functools.partial(meanwhile, path)
     try:
         try:
-            _add_worktree(root, path, commit, meanwhile=meanwhile)
+            _add_worktree(root, path, commit, meanwhile=task)
         finally:
             admin = _admin_dir(path)  # read before anything runs in the worktree
         state = path / ".canon"
@@ -331,11 +343,17 @@ def run_experiment(
     the recorded summary (provenance)."""
     check_name(spec.name)
     refs = ExperimentRefs(root)
+    # a planned spec carries a resolved commit: `git worktree add` checks it (one git call less)
+    full = len(spec.base) == 40 and all(c in "0123456789abcdef" for c in spec.base)
+    commit = spec.base if full else resolve_commit(root, spec.base)
+    index: list[Path] = []  # the private index the record will use, once read
 
-    def meanwhile() -> None:
-        """While git checks the worktree out: is the name free, and the imports of the
-        apply machinery (tens of ms, the larger part of an experiment's own cost)."""
+    def meanwhile(path: Path) -> None:
+        """While git checks the worktree out: is the name free, the record's private
+        index (read from the base), and the imports of the apply machinery (tens of
+        ms, the larger part of an experiment's own cost)."""
         probe = git_start(root, "rev-parse", "--verify", "--quiet", PREFIX + spec.name)
+        reading = refs.read_tree_start(commit, index_of(path))
         try:
             import yaml  # noqa: F401  (the params file, the lock)
 
@@ -345,6 +363,9 @@ def run_experiment(
             import canon.stores.repolock  # noqa: F401
         finally:
             probe.communicate()
+            with contextlib.suppress(CanonError):  # else: the worktree's own index
+                git_wait(reading)
+                index.append(index_of(path))
         if probe.returncode == 0:  # the ref exists (the final compare-and-swap checks again)
             from canon.stores.exprefs import ExperimentError
 
@@ -353,9 +374,6 @@ def run_experiment(
                 hint="pick another --name, or `canon exp remove` it first",
             )
 
-    # a planned spec carries a resolved commit: `git worktree add` checks it (one git call less)
-    full = len(spec.base) == 40 and all(c in "0123456789abcdef" for c in spec.base)
-    commit = spec.base if full else resolve_commit(root, spec.base)
     started = time.time()
     with worktree(root, commit, spec.name, meanwhile=meanwhile) as tree:
         from canon.apply.outcomes import ApplyOptions
@@ -408,7 +426,9 @@ def run_experiment(
             **({"workspace": dict(spec.workspace)} if spec.workspace else {}),
             **extra,
         }
-        recorded = refs.record(spec.name, commit, files, summary, worktree=tree)
+        recorded = refs.record(
+            spec.name, commit, files, summary, worktree=tree, index=next(iter(index), None)
+        )
     emit(
         Notice(f"experiment {spec.name} recorded as {recorded[:12]} (refs/canon/exps/{spec.name})")
     )
