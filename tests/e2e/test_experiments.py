@@ -102,6 +102,9 @@ def test_exp_run_records_a_commit_and_leaves_the_workspace_alone(
     dup = ws.canon("exp", "run", "-S", "train.lr=0.2", "--name", "big", env=env)
     assert dup.returncode != 0 and "exists already" in dup.stderr
     assert git(ws.root, "rev-parse", "refs/canon/exps/big").strip() == commit
+    assert runs(env) == ["train 0.5"]  # refused before anything ran, and left nothing
+    assert git(ws.root, "worktree", "list").count("\n") == 1
+    assert not any((ws.root / ".canon" / "exps" / "wt").iterdir())
 
 
 def test_bad_input_is_a_clear_error_and_records_nothing(
