@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from canon.interfaces.cli.commands._common import print_json, profile_of, root_of
+
+if TYPE_CHECKING:
+    from canon.events import Emit, Event
 
 
 @click.group("exp", help="Experiments: runs with overridden params, recorded as Git refs.")
@@ -69,14 +72,30 @@ def run(
 ) -> int:
     import gc
 
-    # A short-lived process: its imports and bookkeeping make little cyclic garbage, and
-    # the collections they would trigger (and the interpreter's last one, which walks
-    # every object the imports made) cost ~20 ms of an experiment's ~0.15 s of its own.
+    # Imports make ~100k objects and no garbage: the collections they trigger, and the
+    # interpreter's last one (which walks them all again), cost ~20 ms of an
+    # experiment's ~0.15 s of its own. So no collection until the apply starts
+    # (``_collecting``), and none at exit: objects are still freed by reference counts.
     gc.disable()
     try:
         return _run(ctx, sets, name, queue, max_runs, random_, seed, rev, jobs, as_json)
     finally:
-        gc.freeze()  # objects are still freed by reference counts; files are closed by now
+        gc.freeze()
+
+
+def _collecting(emit: Emit) -> Emit:
+    """``emit``, turning the collector back on at the first event (the apply starts,
+    the imports are done): a long experiment's parent collects as usual, never
+    walking the imported objects again (frozen)."""
+    import gc
+
+    def forward(event: Event) -> None:
+        if not gc.isenabled():
+            gc.freeze()
+            gc.enable()
+        emit(event)
+
+    return forward
 
 
 def _run(
@@ -91,8 +110,6 @@ def _run(
     jobs: int | None,
     as_json: bool,
 ) -> int:
-    import gc
-
     from canon.apply.experiments import plan_experiments, run_experiment
     from canon.declare.overrides import expand, parse_set
 
@@ -121,10 +138,8 @@ def _run(
 
     emit = JsonLines() if as_json else for_person(live=True)
     try:
-        for i, spec in enumerate(specs):
-            if i:
-                gc.collect()  # a sweep: the previous experiment's garbage
-            exp = run_experiment(root, spec, emit)
+        for spec in specs:
+            exp = run_experiment(root, spec, _collecting(emit))
             if not as_json:
                 metrics = "  ".join(f"{k}={_fmt(v)}" for k, v in list(exp.metrics.items())[:4])
                 click.echo(f"{exp.name}  {exp.commit[:12]}  {metrics}")
@@ -160,7 +175,7 @@ def queue_group() -> None:
 @click.pass_context
 def queue_start(ctx: click.Context, jobs: int, executor: str | None, as_json: bool) -> int:
     from canon.apply.expqueue import ExperimentFinished, ExperimentQueue
-    from canon.events import Event, Notice
+    from canon.events import Notice
 
     def emit(event: Event) -> None:
         if as_json:
