@@ -241,3 +241,24 @@ def test_what_the_child_sends_comes_back_the_same(
 
     sent = marshal.loads(marshal.dumps(walk_mod._packed(folder)))
     assert walk_mod._unpacked(sent) == folder
+
+
+def test_a_child_killed_in_the_middle_of_a_record_costs_only_that_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    top = _tree(tmp_path)
+    expected = walk(str(top), "data")
+    parent = os.getpid()
+    real_write = walk_mod.write_all
+    written: list[int] = []
+
+    def cut(fd: int, view: memoryview) -> None:
+        if os.getpid() != parent and written:
+            real_write(fd, view[: len(view) // 2])
+            os._exit(9)  # killed half-way through its second record
+        written.append(len(view))
+        real_write(fd, view)
+
+    monkeypatch.setattr(walk_mod, "write_all", cut)
+    assert walk(str(top), "data", split=True) == expected
+    assert _no_children_left()

@@ -13,9 +13,11 @@ measured 1.6-2.5x *slower* than one: a cached ``stat`` is ~2 µs and each one
 hands the GIL over), but a forked child does: parent and child take the top
 directory's subfolders from one shared queue (a pipe of 4-byte indices; a
 read of 4 bytes from a pipe is atomic, so each index goes to exactly one of
-them), and the child sends its listings back with ``marshal``, names joined by NUL
-and stats as packed int64s (unmarshalling 25,000 names and 100,000 ints one object
-at a time cost the parent ~14 ms; the packed form ~5 ms). On 2 cores the
+them). The child writes each folder's listing with ``marshal`` as soon as it has
+walked it (names joined by NUL, stats as packed int64s: unmarshalling 25,000 names
+and 100,000 ints one object at a time cost the parent ~14 ms, the packed form ~5 ms)
+into a ``memfd`` file, which never blocks it the way a full pipe would; the parent
+reads the records once the child has exited. On 2 cores the
 50,000-file tree of bench W2 is walked in ~0.075 s instead of ~0.115 s. The
 fingerprint is computed over the merged listings, in the same order as a
 single walk, so it does not depend on who walked what. Anything the child did
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import io
 import marshal
 import os
 import signal
@@ -44,6 +47,7 @@ from typing import NamedTuple
 from canon.digest import cores
 from canon.errors import PathError
 from canon.observe.root import stat_cache_path
+from canon.stores.fsops import write_all
 from canon.stores.manifest import path_problem
 from canon.stores.statcache import big_dirs
 
@@ -177,7 +181,7 @@ def _pack(ints: list[int]) -> bytes:
 def _fork_safe() -> bool:
     """Forking a process that runs other threads can leave the child stuck on a
     lock some thread held; only a single-threaded process forks."""
-    return threading.active_count() == 1 and hasattr(os, "fork")
+    return threading.active_count() == 1 and hasattr(os, "fork") and hasattr(os, "memfd_create")
 
 
 class _Walker(NamedTuple):
@@ -224,18 +228,18 @@ def _walk_shared(
     ``subdirs`` order."""
     walker = begun or _fork_walker(base, relpath, subdirs)
     parts: dict[int, list[_Dir]] = {}
-    reader = os.fdopen(walker.results, "rb")
+    done = False
     try:
         _take(walker.queue, base, relpath, subdirs, parts)
-        try:
-            theirs = marshal.loads(reader.read())
-            parts.update({i: [_unpacked(d) for d in sent] for i, sent in theirs.items()})
-        except (EOFError, ValueError, TypeError, AttributeError):
-            pass  # the child died mid-way: its part is walked here
+        os.waitpid(walker.pid, 0)  # the child finishes the one folder it may still be on
+        done = True
+        parts.update(_received(walker.results))
     finally:
-        reader.close()  # first: a child still writing gets EPIPE instead of blocking us
-        os.close(walker.queue)
-        os.waitpid(walker.pid, 0)
+        if not done:
+            _abandon(walker)
+        else:
+            os.close(walker.results)
+            os.close(walker.queue)
     return [
         parts[i] if i in parts else _subtree(base, name + "/", relpath)
         for i, name in enumerate(subdirs)
@@ -243,30 +247,42 @@ def _walk_shared(
 
 
 def _fork_walker(base: str, relpath: str, subdirs: list[str]) -> _Walker:
+    # The child writes each folder's listing as soon as it has walked it, into a file in
+    # memory (a pipe would block it while this process is still busy importing), and the
+    # parent reads them all once the child has exited: nothing is left to send at the end.
+    results = os.memfd_create("canon-walk", os.MFD_CLOEXEC)
     queue_r, queue_w = os.pipe()
-    out_r, out_w = os.pipe()
     try:
         os.write(queue_w, b"".join(i.to_bytes(4, "little") for i in range(len(subdirs))))
     finally:
         os.close(queue_w)  # an empty queue now reads as end of file
     pid = os.fork()
-    if pid == 0:  # the child: walk, send, exit without running any of the parent's cleanup
+    if pid == 0:  # the child: walk, write, exit without running any of the parent's cleanup
         code = 1
         try:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.close(out_r)
-            mine: dict[int, list[_Dir]] = {}
             # on a change or an error, the parent walks what is missing and raises it
             with contextlib.suppress(Changed, PathError):
-                _take(queue_r, base, relpath, subdirs, mine)
-            with os.fdopen(out_w, "wb") as f:
-                f.write(marshal.dumps({i: [_packed(d) for d in p] for i, p in mine.items()}))
+                while (i := _next(queue_r)) is not None:
+                    folder = _subtree(base, subdirs[i] + "/", relpath)
+                    write_all(results, memoryview(marshal.dumps((i, [_packed(d) for d in folder]))))
             code = 0
         finally:
             os._exit(code)
-    os.close(out_w)
-    return _Walker(subdirs, queue_r, out_r, pid)
+    return _Walker(subdirs, queue_r, results, pid)
+
+
+def _received(results: int) -> dict[int, list[_Dir]]:
+    """What the child wrote: whole records, up to one it may have been killed in."""
+    data = io.BytesIO(os.pread(results, os.fstat(results).st_size, 0))
+    out: dict[int, list[_Dir]] = {}
+    while True:
+        try:
+            i, sent = marshal.load(data)
+            out[i] = [_unpacked(d) for d in sent]
+        except (EOFError, ValueError, TypeError, AttributeError):
+            return out  # the end, or a record cut short: its folder is walked here
 
 
 def _packed(d: _Dir) -> tuple[str, str, bytes | list[int], str]:
@@ -306,9 +322,11 @@ def _take(
     queue: int, base: str, relpath: str, subdirs: list[str], into: dict[int, list[_Dir]]
 ) -> None:
     """Take subfolder indices from the queue until it is empty, walking each."""
-    while True:
-        raw = os.read(queue, 4)
-        if len(raw) < 4:
-            return
-        i = int.from_bytes(raw, "little")
+    while (i := _next(queue)) is not None:
         into[i] = _subtree(base, subdirs[i] + "/", relpath)
+
+
+def _next(queue: int) -> int | None:
+    """The next subfolder index from the queue (``None``: empty)."""
+    raw = os.read(queue, 4)
+    return int.from_bytes(raw, "little") if len(raw) == 4 else None
