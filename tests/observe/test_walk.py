@@ -15,6 +15,27 @@ from canon.observe.content import ContentReader
 from canon.observe.walk import walk
 from canon.stores.statcache import StatCache
 
+_REAL_FORK_SAFE = walk_mod._fork_safe
+
+
+@pytest.fixture(autouse=True)
+def forking(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Let the walk fork although this test process runs other threads (the session's
+    moto server): the child only walks, marshals and writes, touching no lock those
+    threads could hold. Records the children forked, so a test can say one was."""
+    forked: list[int] = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(walk_mod, "_fork_safe", lambda: True)
+    monkeypatch.setattr(os, "fork", counting_fork)
+    return forked
+
 
 def _tree(root: Path) -> Path:
     top = root / "data"
@@ -40,10 +61,12 @@ def _no_children_left() -> bool:
         return True
 
 
-def test_two_processes_give_the_same_walk_as_one(tmp_path: Path) -> None:
+def test_two_processes_give_the_same_walk_as_one(tmp_path: Path, forking: list[int]) -> None:
     top = _tree(tmp_path)
     one = walk(str(top), "data")
+    assert not forking
     two = walk(str(top), "data", split=True)
+    assert len(forking) == 1
     assert two == one
     assert one.nfiles == 1 + sum(i % 4 for i in range(12)) + 4 + 1
     assert [lst.rel for lst in one.listings][:3] == ["", "d00/nested/deeper/", "d01/"]
@@ -109,6 +132,7 @@ def test_a_folder_that_fails_in_the_child_is_reported_by_the_parent(
 def test_a_process_with_threads_does_not_fork(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(walk_mod, "_fork_safe", _REAL_FORK_SAFE)  # the real check, this time
     top = _tree(tmp_path)
     expected = walk(str(top), "data")
 
@@ -261,4 +285,35 @@ def test_a_child_killed_in_the_middle_of_a_record_costs_only_that_record(
 
     monkeypatch.setattr(walk_mod, "write_all", cut)
     assert walk(str(top), "data", split=True) == expected
+    assert _no_children_left()
+
+
+def test_a_child_that_hangs_is_killed_and_its_part_walked_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    top = _tree(tmp_path)
+    expected = walk(str(top), "data")
+    parent = os.getpid()
+    real_subtree = walk_mod._subtree
+    taken: list[str] = []
+
+    def hanging(
+        base: str, rel: str, relpath: str
+    ) -> list[tuple[str, list[str], list[int], list[str]]]:
+        if os.getpid() != parent:
+            time.sleep(3600)  # stuck on the first folder it takes
+        taken.append(rel)
+        time.sleep(0.05)  # this process is slow enough for the child to take one
+        return real_subtree(base, rel, relpath)
+
+    monkeypatch.setattr(walk_mod, "_subtree", hanging)
+    monkeypatch.setattr(walk_mod, "CHILD_GRACE", 0.5)
+    started = time.monotonic()
+    assert walk(str(top), "data", split=True) == expected
+    assert 0.5 <= time.monotonic() - started < 30  # waited its grace, then went on
+    # every folder walked here once: the child's after the queue and its grace
+    assert sorted(taken) == [f"d{i:02d}/" for i in range(12)]
+    assert taken[-1] != "d11/"
     assert _no_children_left()

@@ -37,6 +37,7 @@ import contextlib
 import io
 import marshal
 import os
+import select
 import signal
 import threading
 from array import array
@@ -54,6 +55,7 @@ from canon.stores.statcache import big_dirs
 __all__ = ["LINK_HINT", "SPLIT_AT", "Changed", "Listing", "Walk", "begin", "begin_known", "walk"]
 
 SPLIT_AT = 8192  # files (as of the last walk) from which a second process walks too
+CHILD_GRACE = 30.0  # seconds a child may take to finish its last folder once the queue is empty
 _FINGERPRINT_VERSION = b"canon-fingerprint-1\x00"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_QUEUE = 16384  # subfolders a pipe's 64 KiB buffer holds as 4-byte indices
@@ -231,8 +233,9 @@ def _walk_shared(
     done = False
     try:
         _take(walker.queue, base, relpath, subdirs, parts)
-        os.waitpid(walker.pid, 0)  # the child finishes the one folder it may still be on
-        done = True
+        # the child finishes the one folder it may still be on; one that hangs (a stuck
+        # mount, a lock it inherited) is killed, and what it did not send is walked here
+        done = _exited(walker.pid, CHILD_GRACE)
         parts.update(_received(walker.results))
     finally:
         if not done:
@@ -244,6 +247,23 @@ def _walk_shared(
         parts[i] if i in parts else _subtree(base, name + "/", relpath)
         for i, name in enumerate(subdirs)
     ]
+
+
+def _exited(pid: int, grace: float) -> bool:
+    """Wait up to ``grace`` seconds for child ``pid`` to exit (reaped: True)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfd here: wait as before
+        os.waitpid(pid, 0)
+        return True
+    try:
+        ready, _, _ = select.select([pidfd], [], [], grace)
+    finally:
+        os.close(pidfd)
+    if not ready:
+        return False
+    os.waitpid(pid, 0)
+    return True
 
 
 def _fork_walker(base: str, relpath: str, subdirs: list[str]) -> _Walker:
