@@ -15,6 +15,11 @@ Workloads (generators in bench/workloads/, copied from the shared workloads):
   startup: `canon --help` and `canon status` on the 100-stage chain, absolutely.
   W4  experiments (bench/w4.py, not in the default list: ~7 min with DVC's 100
       experiments): exp run overhead, 8 queued with 2 workers, exp show, weather -j 1/2.
+  W5  push/pull to a local and an S3 (moto) remote (bench/w5.py, not in the default list).
+  W6  images: the example's base and model (bench/images.py).
+  W7  the model server and rollouts under load (bench/w7.py, not in the default list;
+      canon only): /predict p50/p99 and requests/s, failed requests during a rollout
+      and an automatic rollback.
 
 Every figure is one whole command started with subprocess and timed with
 time.perf_counter(); peak RSS comes from os.wait4(). Set-up (fresh copies, param
@@ -180,6 +185,7 @@ class Bench:
         self.stats: list[Stat] = []
         self.rows: list[Row] = []
         self.notes: list[str] = []
+        self.sections: list[tuple[str, list[str]]] = []  # (title, markdown lines), no rows
         self.n = 0
         self.dvc_version = ""
         self.chain_repos: tuple[str, str] | None = None  # W3's steady (canon, dvc) repos
@@ -848,6 +854,8 @@ def render(b: Bench, info: list[tuple[str, str]], elapsed: float) -> str:
                        f"{f'{q:.1f}x' if q is not None else '—'} | {refs or '—'} | "
                        f"{r.target.text if r.target else '—'} | {r.met() or '—'} |")
         out.append("")
+    for title, lines in b.sections:
+        out += [f"## {title}", "", *lines]
     tgt = [r for r in b.rows if r.target]
     if tgt:
         out += ["## Targets", "", "| target | workload | canon | met? |", "|---|---|---|---|"]
@@ -1005,11 +1013,13 @@ def main(argv: list[str] | None = None) -> int:
     import images as images_module  # bench/images.py: image builds and pushes (W6)
     import w4 as w4_module  # bench/w4.py: experiments (W4)
     import w5 as w5_module  # bench/w5.py: push/pull (W5), kept in its own file
+    import w7 as w7_module  # bench/w7.py: the model server and rollouts (W7)
 
     steps = {"w3": w3, "startup": startup, "w2": w2, "w1": w1,
              "w4": lambda bench: w4_module.w4(bench, globals()),
              "w5": lambda bench: w5_module.w5(bench, globals()),
-             "w6": lambda bench: images_module.w6(bench, globals())}
+             "w6": lambda bench: images_module.w6(bench, globals()),
+             "w7": lambda bench: w7_module.w7(bench, globals())}
     try:
         for name in a.only.split(","):
             name = name.strip().lower()

@@ -6,7 +6,7 @@ Trains the weather example in a temp dir, starts `canon serve` (uvicorn, one pro
     single: {"inputs": <9 days>}                    -> 3 predictions
     batch:  {"instances": [<9 days> x 32]}          -> 32 x 3 predictions
 
-    .venv/bin/python bench/serve.py [--seconds 10] [--clients 4]
+    .venv/bin/python bench/serve.py [--seconds 10] [--clients 4] [--json]
 """
 
 from __future__ import annotations
@@ -64,6 +64,12 @@ def load(url: str, body: bytes, seconds: float, clients: int) -> tuple[list[floa
     return latencies, failures[0]
 
 
+def summary(latencies: list[float], failures: int, seconds: float) -> dict[str, float]:
+    q = statistics.quantiles(latencies, n=100)
+    return {"rps": round(len(latencies) / seconds, 1), "p50_ms": round(q[49] * 1000, 1),
+            "p99_ms": round(q[98] * 1000, 1), "failures": failures, "n": len(latencies)}
+
+
 def report(name: str, latencies: list[float], failures: int, seconds: float) -> str:
     q = statistics.quantiles(latencies, n=100)
     return (f"{name:<8} {len(latencies) / seconds:8.1f} req/s  p50 {q[49] * 1000:6.1f} ms  "
@@ -74,7 +80,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    results: dict[str, object] = {"clients": args.clients, "seconds": args.seconds}
     work = Path(tempfile.mkdtemp(prefix="canon-bench-serve-"))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     try:
@@ -102,11 +110,18 @@ def main() -> None:
                 time.sleep(0.05)
             single = json.dumps({"inputs": days}).encode()
             batch = json.dumps({"instances": [days] * 32}).encode()
-            print(f"load average before: {os.getloadavg()[0]:.2f} (2 cores here)")
+            results["load_before"] = round(os.getloadavg()[0], 2)
             for name, body in (("single", single), ("batch32", batch)):
                 latencies, failures = load(url + "/predict", body, args.seconds, args.clients)
-                print(report(name, latencies, failures, args.seconds))
-            print(f"load average after: {os.getloadavg()[0]:.2f}")
+                results[name] = summary(latencies, failures, args.seconds)
+                if not args.json:
+                    print(report(name, latencies, failures, args.seconds))
+            results["load_after"] = round(os.getloadavg()[0], 2)
+            if args.json:
+                print(json.dumps(results))
+            else:
+                print(f"load average before/after: {results['load_before']} / "
+                      f"{results['load_after']} (2 cores here)")
         finally:
             os.kill(server.pid, signal.SIGTERM)
             server.wait(15)
