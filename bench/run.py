@@ -174,6 +174,7 @@ class Spec:
     cwd: str | None = None
     prep: Callable[[], str] | None = None
     ok: Sequence[int] = (0,)
+    settle: bool = False  # after prep, wait for the machine to settle (see settle())
 
 
 class Bench:
@@ -286,6 +287,8 @@ class Bench:
         assert d is not None
         st.cwd = d
         os.sync()
+        if spec.settle:
+            settle()
         r = time_once(spec.argv, d, self.a.timeout)
         if r.code not in spec.ok:
             last = [ln for ln in r.err.strip().splitlines() if ln.strip()]
@@ -605,11 +608,12 @@ def w2(b: Bench) -> None:
         fill_pagecache(b.root)
     c_add, d_add, g_add = b.interleaved(wl, [
         Spec(f"canon apply (pin {a.files} files, fresh repo)", b.canon_cmd("apply"),
-             prep=fresh(ctpl, "w2-canon")),
+             prep=fresh(ctpl, "w2-canon"), settle=True),
         Spec(f"dvc add data ({a.files} files, fresh repo)", b.dvc_cmd("add", "-q", "data"),
-             prep=fresh(dtpl, "w2-dvc")),
+             prep=fresh(dtpl, "w2-dvc"), settle=True),
         Spec("ref: git add data && git commit (fresh repo)",
-             ["bash", "-c", "git add data && git commit -qm data"], prep=fresh(gtpl, "w2-git")),
+             ["bash", "-c", "git add data && git commit -qm data"], prep=fresh(gtpl, "w2-git"),
+             settle=True),
     ], runs=a.slow_runs, warmup=0)
     b.row(wl, f"first add of {a.files} files (fresh repo)", c_add, d_add, [g_add],
           ratio_at_least(5))
@@ -622,6 +626,8 @@ def w2(b: Bench) -> None:
     sh("git add -A && (git diff --cached --quiet || git commit -qm added)", drepo)
     if c_add.ok:
         b.check(wl, "canon status is clean after pinning", b.canon_cmd("status"), crepo)
+    waited = settle()
+    print(f"(machine settled after the set-up I/O in {waited:.0f} s)", flush=True)
     c_st, d_st, g_st, s_all = b.interleaved(wl, [
         Spec("canon status (nothing changed)", b.canon_cmd("status"), cwd=crepo),
         Spec("dvc status (nothing changed)", b.dvc_cmd("status"), cwd=drepo),
@@ -778,6 +784,30 @@ def wait_quiet(seconds: float) -> None:
         time.sleep(15)
 
 
+def _busy_jiffies() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def settle(limit: float = 90.0) -> float:
+    """Wait until the machine has been quiet for one second (less than a tenth of one
+    core busy), up to ``limit`` seconds; returns the seconds waited. Heavy set-up I/O
+    (copying 50,000 files, `git add` of them) leaves the kernel busy on this VM for
+    ~20 s after `sync` (page reclaim): a steady-state row measured in that window times
+    whatever the kernel is doing. The same wait precedes every tool's steady-state runs."""
+    start = time.monotonic()
+    ncpu = os.cpu_count() or 1
+    while time.monotonic() - start < limit:
+        b0, t0 = _busy_jiffies()
+        time.sleep(1.0)
+        b1, t1 = _busy_jiffies()
+        if t1 > t0 and (b1 - b0) / (t1 - t0) * ncpu < 0.1:
+            break
+    return time.monotonic() - start
+
+
 def machine_info(b: Bench) -> list[tuple[str, str]]:
     cpu = "?"
     try:
@@ -829,7 +859,10 @@ def render(b: Bench, info: list[tuple[str, str]], elapsed: float) -> str:
     out += ["", "Each figure is the median wall time of one whole command (startup included). "
             "The ratio is DVC's median / canon's median: how many times faster canon is. "
             "Fresh measurements use a new copy of the workspace per run and no warm-up; "
-            "steady-state ones get one unrecorded warm-up run. The commands compared in a "
+            "steady-state ones get one unrecorded warm-up run. After W2's heavy set-up I/O "
+            "(copying 50,000 files) each timed run starts once the machine has been quiet for a "
+            "second (this VM's kernel keeps a core busy for ~20 s after such I/O, even after "
+            "`sync`; the same wait precedes every tool). The commands compared in a "
             "row run interleaved (one run of each per round, the order reversed every other "
             "round), so a change of load on the machine hits both tools alike. The CPU "
             "column below (user+system time of the command and its children) is less "
