@@ -94,3 +94,39 @@ def test_reproduce_reports_per_stage_and_records_it(ws: Workspace) -> None:
         "SELECT stage, status FROM stage_runs WHERE action = 'reproduce' ORDER BY id"
     ).fetchall()
     assert stages[:2] == [("prep", "identical"), ("train", "within-tolerance")]
+
+
+def test_reproduce_fetches_pinned_data_missing_from_the_cache_from_the_remote(
+    ws: Workspace, tmp_path
+) -> None:
+    import shutil
+
+    import yaml
+
+    remote = tmp_path / "remote"
+    ws.write({"data/a.txt": "a\n", "data/sub/b.txt": "b\n",
+              ".gitignore": ".canon/\nbuild/\nran.log\ndata/\n"})
+    doc = {
+        "project": "t",
+        "remotes": {"store": {"url": str(remote)}},
+        "default_remote": "store",
+        "data": {"d": {"source": "data"}},
+        "stages": {"use": {"cmd": [sys.executable, "step.py", "build/out.txt", "${data.d}"],
+                           "deps": ["step.py", "data.d"], "outs": ["build/out.txt"]}},
+    }
+    ws.write({"canon.yaml": yaml.safe_dump(doc, sort_keys=False)})
+    assert ws.canon("apply").returncode == 0
+    rev = _commit(ws, "pinned and ran")
+    assert ws.canon("push").returncode == 0
+    # a fresh cache, and a source that has moved on: only the remote has the pin
+    shutil.rmtree(ws.root / ".canon" / "cache")
+    shutil.rmtree(ws.root / ".canon" / "data")
+    ws.write({"data/a.txt": "changed since\n"})
+
+    out = ws.canon("reproduce", rev, "--check", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.strip().splitlines()
+    report = json.loads(lines[-1])["report"]
+    assert [(s["stage"], s["verdict"]) for s in report["stages"]] == [("use", "identical")]
+    notices = [json.loads(line).get("message", "") for line in lines[:-1]]
+    assert "fetching the pins of data.d from remote store" in notices

@@ -12,6 +12,11 @@ stage's new outputs are compared with what REV's ``canon.lock`` recorded:
   the recorded value (metrics files are read from the cache by digest);
 - ``differs``: anything else, with the files (and metrics) that differ.
 
+Pinned data missing from the cache (a fresh clone, a pruned cache) is fetched from
+the project's default remote first, when it declares one — the pin, verified, not
+whatever the source holds today; without a remote, a pin's source is read again and
+used only if it still gives exactly the pinned digest.
+
 The report is recorded in the ledger as an apply of REV whose argv is
 ``canon reproduce REV`` and whose stages carry the verdict.
 """
@@ -27,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from canon.apply.experiments import flatten, stages_only, worktree
+from canon.declare.project import Project
 from canon.errors import CanonError, StageFailedError
-from canon.events import Emit
+from canon.events import Emit, Notice
 from canon.stores.exprefs import ExperimentError, ExperimentRefs
-from canon.stores.records import Content, StageRecord
+from canon.stores.records import Content, ProfileState, StageRecord
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,7 @@ def reproduce(
                 f"{rev}'s canon.lock records no stage under profile {project.profile!r}",
                 hint="pass the profile it was applied with: canon --profile NAME reproduce",
             )
+        _fetch_missing_pins(tree, project, recorded, profile, emit)
         result = run_apply(
             tree,
             profile=profile,
@@ -192,6 +199,22 @@ def reproduce(
     report = Reproduction(rev, commit, project.profile or "", verdicts)
     _record(root, report, now.stages, Ledger)
     return report
+
+
+def _fetch_missing_pins(
+    tree: Path, project: Project, recorded: ProfileState, profile: str | None, emit: Emit
+) -> None:
+    """Fetch REV's pinned datasets the shared cache lacks from the default remote."""
+    from canon.apply.sync import run_fetch
+    from canon.stores.objects import ObjectStore
+
+    store = ObjectStore(tree / ".canon" / "cache")
+    missing = sorted(n for n, pin in recorded.data.items() if not store.has(pin.content.digest))
+    if not missing or project.remote is None:
+        return
+    targets = [f"data.{n}" for n in missing]
+    emit(Notice(f"fetching the pins of {', '.join(targets)} from remote {project.remote}"))
+    run_fetch(tree, profile=profile, targets=targets, emit=emit)
 
 
 def _record(
