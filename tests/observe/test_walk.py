@@ -150,27 +150,35 @@ def test_a_process_with_threads_does_not_fork(
         other.join()
 
 
-def test_a_tree_recorded_big_is_walked_by_two(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    top = _tree(tmp_path)
-    seen: list[bool] = []
-    real = walk_mod.walk
-
-    def spy(top_: str, relpath: str, *, split: bool = False) -> walk_mod.Walk:
-        seen.append(split)
-        return real(top_, relpath, split=split)
-
+@pytest.fixture
+def walks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    """The walks ``ContentReader`` asks for: (relpath, split)."""
     import canon.observe.content as content_mod
 
+    calls: list[tuple[str, bool]] = []
+    real = walk_mod.walk
+
+    def spy(top: str, relpath: str, *, split: bool = False) -> walk_mod.Walk:
+        calls.append((relpath, split))
+        return real(top, relpath, split=split)
+
     monkeypatch.setattr(content_mod, "walk_tree", spy)
+    return calls
+
+
+def test_a_tree_recorded_big_is_walked_by_two(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, walks: list[tuple[str, bool]]
+) -> None:
+    import canon.observe.content as content_mod
+
+    top = _tree(tmp_path)
     monkeypatch.setattr(content_mod, "SPLIT_AT", 20)
     with StatCache(tmp_path / "stat.db") as cache:
         first = ContentReader(tmp_path, cache).content("data")
         second = ContentReader(tmp_path, cache).content("data")
     assert first is not None and first == second
     assert first.nfiles == walk(str(top), "data").nfiles >= 20
-    assert seen == [False, True]  # no record yet, then the recorded count
+    assert walks == [("data", False), ("data", True)]  # no record yet, then the recorded count
 
 
 def test_a_walk_begun_early_is_joined_and_gives_the_same_walk(tmp_path: Path) -> None:
@@ -224,29 +232,19 @@ def test_begin_known_starts_the_trees_the_stat_cache_saw_big(
 
 
 def test_a_snapshot_just_after_an_observation_reuses_its_walk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, walks: list[tuple[str, bool]]
 ) -> None:
-    import canon.observe.content as content_mod
-
     top = _tree(tmp_path)
-    walks: list[str] = []
-    real = walk_mod.walk
-
-    def counting(top_: str, relpath: str, *, split: bool = False) -> walk_mod.Walk:
-        walks.append(relpath)
-        return real(top_, relpath, split=split)
-
-    monkeypatch.setattr(content_mod, "walk_tree", counting)
     with StatCache(tmp_path / "stat.db") as cache:
         reader = ContentReader(tmp_path, cache)
         seen = reader.content("data")
         snap = reader.snapshot("data", just_observed=True)
-        assert walks == ["data"]  # one walk for both
+        assert [w[0] for w in walks] == ["data"]  # one walk for both
         assert snap is not None and snap[0] == seen and snap[1] is not None
         assert snap[1].digest == seen.digest if seen else False
         (top / "d01" / "f0.txt").write_text("changed after the walk, and longer")
         fresh = reader.snapshot("data")  # not just observed: walks again, sees the change
-        assert walks == ["data", "data"]
+        assert [w[0] for w in walks] == ["data", "data"]
         assert fresh is not None and seen is not None and fresh[0].digest != seen.digest
 
 
