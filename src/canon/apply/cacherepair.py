@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from canon.apply.sync import STATE_DIR, choose_remote
+from canon.apply.sync import choose_remote
 from canon.apply.transfer import Transfer
 from canon.declare.memo import load_project_memoised
 from canon.events import Emit
 from canon.observe.cache import CacheReport, scan_cache
+from canon.observe.root import STATE_DIR
 from canon.stores.lockfile import read_lock
 from canon.stores.objects import ObjectStore
 from canon.stores.references import lock_roots

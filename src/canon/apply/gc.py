@@ -50,13 +50,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from canon.apply.sync import STATE_DIR, choose_remote
+from canon.apply.sync import choose_remote
 from canon.apply.transfer import Transfer
 from canon.declare.memo import load_project_memoised
 from canon.digest import Digest
 from canon.errors import CanonError, RemoteMissingError, StateError
 from canon.events import Emit, Notice
 from canon.observe.cache import list_objects
+from canon.observe.root import STATE_DIR
 from canon.stores.lockfile import parse_lock, read_lock
 from canon.stores.lockhistory import lock_versions
 from canon.stores.objects import ObjectStore

@@ -20,14 +20,13 @@ from canon.declare.project import Project, RemoteSpec
 from canon.digest import Digest
 from canon.errors import CanonError, RemoteNotFoundError
 from canon.events import Emit
+from canon.observe.root import STATE_DIR
 from canon.observe.workspace import Workspace
 from canon.stores.lockfile import read_lock
 from canon.stores.references import Root, lock_roots, unknown_targets
 from canon.stores.remotes import DEFAULT_JOBS, LazyRemote
 from canon.stores.remotes.catalog import record_dir_for
 from canon.stores.repolock import RepoLock
-
-STATE_DIR = ".canon"
 
 
 def choose_remote(project: Project, name: str | None) -> RemoteSpec:

@@ -60,8 +60,9 @@ class ContentReader:
         # The last manifest built per tree, by walk fingerprint: a snapshot right after
         # an observation (plan, then apply) reuses it instead of building it again.
         self._built: dict[str, tuple[str, Manifest]] = {}
-        # The last walk per tree and when it began, for ``snapshot(..., just_observed=True)``.
-        self._walked: dict[str, tuple[Walk, int]] = {}
+        # The last walk (tree, walk, when it began), for ``snapshot(..., just_observed=True)``;
+        # only the last: a big tree's walk is megabytes, and an apply walks many trees.
+        self._walked: tuple[str, Walk, int] | None = None
 
     def content(self, relpath: str, hasher: Hasher | None = None) -> Content | None:
         """What is at workspace path ``relpath`` (``None``: nothing). Fast when unchanged.
@@ -78,8 +79,8 @@ class ContentReader:
         ``just_observed``: the caller observed ``relpath`` a moment ago, as part of the
         same observation (status: a dataset's content, then its file list to compare
         with the pin), and that walk is reused."""
-        if just_observed and relpath in self._walked:
-            walk, began_ns = self._walked[relpath]
+        if just_observed and self._walked is not None and self._walked[0] == relpath:
+            _, walk, began_ns = self._walked
             try:
                 return self._tree(relpath, True, began_ns, hash_files, walk)
             except Changed:
@@ -155,7 +156,7 @@ class ContentReader:
         if walk is None:
             split = self.cache.dir_files(relpath) >= SPLIT_AT
             walk = walk_tree(str(self.root / relpath), relpath, split=split)
-            self._walked[relpath] = (walk, hashed_ns)
+            self._walked = (relpath, walk, hashed_ns)
         if not want_manifest:
             hit = self.cache.dir_entry(relpath, walk.fingerprint, walk.max_mtime_ns)
             if hit is not None and hit.nfiles == walk.nfiles and hit.size == walk.size:

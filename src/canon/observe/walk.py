@@ -35,12 +35,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import io
+import itertools
 import marshal
 import os
 import select
 import signal
 import threading
 from array import array
+from collections.abc import Iterator
 from hashlib import sha256
 from pathlib import Path
 from typing import NamedTuple
@@ -99,9 +101,7 @@ def walk(top: str, relpath: str, *, split: bool = False) -> Walk:
     if begun is not None and begun.subdirs != subdirs:
         _abandon(begun)  # the top folder changed since the child started
         begun = None
-    if begun is not None or (
-        split and 2 <= len(subdirs) <= _MAX_QUEUE and cores() > 1 and _fork_safe()
-    ):
+    if begun is not None or (split and _can_share(subdirs)):
         parts = _walk_shared(base, relpath, subdirs, begun)
     else:
         parts = [_subtree(base, name + "/", relpath) for name in subdirs]
@@ -109,7 +109,7 @@ def walk(top: str, relpath: str, *, split: bool = False) -> Walk:
     listings: list[Listing] = []
     nfiles = size = 0
     max_mtime = -(1 << 63)
-    for rel, names, ints, _ in _in_order(first, parts):
+    for rel, names, ints, _ in itertools.chain([first], *parts):
         if names:
             listings.append(Listing(rel, names, ints))
             nfiles += len(names)
@@ -119,13 +119,6 @@ def walk(top: str, relpath: str, *, split: bool = False) -> Walk:
         h.update("\x00".join(names).encode("utf-8", "surrogateescape"))
         h.update(_pack(ints))
     return Walk(listings, h.hexdigest(), nfiles, size, max_mtime)
-
-
-def _in_order(first: _Dir, parts: list[list[_Dir]]) -> list[_Dir]:
-    out = [first]
-    for part in parts:
-        out += part
-    return out
 
 
 def _subtree(base: str, rel: str, relpath: str) -> list[_Dir]:
@@ -180,6 +173,11 @@ def _pack(ints: list[int]) -> bytes:
 # -- two processes -------------------------------------------------------------------
 
 
+def _can_share(subdirs: list[str]) -> bool:
+    """Whether a forked child can take a share of these subfolders."""
+    return 2 <= len(subdirs) <= _MAX_QUEUE and cores() > 1 and _fork_safe()
+
+
 def _fork_safe() -> bool:
     """Forking a process that runs other threads can leave the child stuck on a
     lock some thread held; only a single-threaded process forks."""
@@ -191,7 +189,7 @@ class _Walker(NamedTuple):
 
     subdirs: list[str]  # the top folder's subfolders when the child started
     queue: int  # read end of the queue of subfolder indices
-    results: int  # read end of the pipe the child sends its listings on
+    results: int  # the memfd the child writes its listings into
     pid: int
 
 
@@ -210,13 +208,13 @@ def begin(top: str, relpath: str) -> None:
     """Start walking the big tree at ``top`` in a forked child *now*, while this
     process goes on importing and loading; ``walk(top, ...)`` later joins in and
     takes the rest. Nothing happens if the process cannot fork safely."""
-    if top in _begun or cores() < 2 or not _fork_safe():
+    if top in _begun:
         return
     try:
         subdirs = _read_dir(top + "/", "", relpath)[3]
     except (Changed, PathError):
         return  # the real walk will meet it and say so
-    if 2 <= len(subdirs) <= _MAX_QUEUE:
+    if _can_share(subdirs):
         if not _begun:
             atexit.register(_abandon_all)
         _begun[top] = _fork_walker(top + "/", relpath, subdirs)
@@ -232,7 +230,7 @@ def _walk_shared(
     parts: dict[int, list[_Dir]] = {}
     done = False
     try:
-        _take(walker.queue, base, relpath, subdirs, parts)
+        parts.update(_taken(walker.queue, base, relpath, subdirs))
         # the child finishes the one folder it may still be on; one that hangs (a stuck
         # mount, a lock it inherited) is killed, and what it did not send is walked here
         done = _exited(walker.pid, CHILD_GRACE)
@@ -284,9 +282,9 @@ def _fork_walker(base: str, relpath: str, subdirs: list[str]) -> _Walker:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             # on a change or an error, the parent walks what is missing and raises it
             with contextlib.suppress(Changed, PathError):
-                while (i := _next(queue_r)) is not None:
-                    folder = _subtree(base, subdirs[i] + "/", relpath)
-                    write_all(results, memoryview(marshal.dumps((i, [_packed(d) for d in folder]))))
+                for i, folder in _taken(queue_r, base, relpath, subdirs):
+                    record = marshal.dumps((i, [_packed(d) for d in folder]))
+                    write_all(results, memoryview(record))
             code = 0
         finally:
             os._exit(code)
@@ -338,15 +336,11 @@ def _abandon_all() -> None:
         _abandon(_begun.popitem()[1])
 
 
-def _take(
-    queue: int, base: str, relpath: str, subdirs: list[str], into: dict[int, list[_Dir]]
-) -> None:
-    """Take subfolder indices from the queue until it is empty, walking each."""
-    while (i := _next(queue)) is not None:
-        into[i] = _subtree(base, subdirs[i] + "/", relpath)
-
-
-def _next(queue: int) -> int | None:
-    """The next subfolder index from the queue (``None``: empty)."""
-    raw = os.read(queue, 4)
-    return int.from_bytes(raw, "little") if len(raw) == 4 else None
+def _taken(
+    queue: int, base: str, relpath: str, subdirs: list[str]
+) -> Iterator[tuple[int, list[_Dir]]]:
+    """Take subfolder indices from the queue until it is empty (a read of 4 bytes
+    from a pipe is atomic: each index goes to one process), walking each."""
+    while len(raw := os.read(queue, 4)) == 4:
+        i = int.from_bytes(raw, "little")
+        yield i, _subtree(base, subdirs[i] + "/", relpath)
