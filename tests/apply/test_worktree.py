@@ -140,3 +140,24 @@ def test_prune_drops_what_a_killed_run_left_a_checkout_and_a_private_index(
     (left / f"y-{os.getpid()}-0a1b2c3d.index").write_bytes(b"DIRC")  # a live run's: kept
     experiments.prune_worktrees(root)
     assert sorted(p.name for p in left.iterdir()) == [f"y-{os.getpid()}-0a1b2c3d.index"]
+
+
+def test_worktrees_made_and_removed_in_parallel_never_trip_each_other(tmp_path: Path) -> None:
+    """A removal takes its record out of .git/worktrees/ in one rename, so a parallel
+    `git worktree add` (which reads every record there) never meets a half-deleted one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    root, head = repo(tmp_path)
+
+    def cycle(n: int) -> None:
+        for i in range(6):
+            with experiments.worktree(root, head, f"w{n}-{i}") as tree:
+                assert (tree / ".git").is_file()
+
+    with ThreadPoolExecutor(4) as pool:
+        for f in [pool.submit(cycle, n) for n in range(4)]:
+            f.result()
+    assert not (root / ".git" / "worktrees").exists() or not any(
+        (root / ".git" / "worktrees").iterdir()
+    )
+    assert not list((root / ".git").glob("canon-removed-*"))

@@ -170,6 +170,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
+_RACES = ("could not create", "failed to read", "Invalid path")  # see _add_worktree
+
+
 def _add_worktree(
     root: Path,
     path: Path,
@@ -177,9 +180,10 @@ def _add_worktree(
     attempts: int = 5,
     meanwhile: Callable[[], object] | None = None,
 ) -> None:
-    """``git worktree add``, retried when a concurrent ``worktree remove`` deleted the
-    then-empty ``.git/worktrees`` directory under it (git does that; parallel
-    experiments hit it: "could not create directory of '.git/worktrees/…'").
+    """``git worktree add``, retried when a parallel one got in its way: git reads every
+    record under ``.git/worktrees/`` and fails on one another ``add`` is still writing
+    ("failed to read …/commondir", "Invalid path …"), and a ``worktree remove`` deletes
+    the then-empty ``.git/worktrees`` under it ("could not create directory of …").
 
     ``meanwhile()`` runs while the first attempt's git checks the tree out (on the
     other core): the caller's imports and checks cost no wall time then."""
@@ -197,7 +201,7 @@ def _add_worktree(
                 failure = exc
         if failure is None:
             return
-        if "could not create" not in failure.message or attempt == attempts - 1:
+        if not any(m in failure.message for m in _RACES) or attempt == attempts - 1:
             raise failure
         shutil.rmtree(path, ignore_errors=True)
         _backoff(0.05 * (attempt + 1))
@@ -240,7 +244,14 @@ def _remove_worktree(path: Path, admin: Path | None) -> None:
     shutil.rmtree(path, ignore_errors=True)
     index_of(path).unlink(missing_ok=True)
     if admin is not None:
-        shutil.rmtree(admin, ignore_errors=True)
+        # out of .git/worktrees/ in one rename first: a parallel `git worktree add`
+        # reads every record there and fails on one that is half deleted
+        doomed = admin.parent.parent / f"canon-removed-{admin.name}"
+        try:
+            os.rename(admin, doomed)
+        except OSError:
+            doomed = admin
+        shutil.rmtree(doomed, ignore_errors=True)
 
 
 @contextlib.contextmanager
