@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from tests.e2e.conftest import Workspace
 
@@ -118,3 +122,203 @@ def test_backtest_matrix_uses_each_commits_own_model_and_code(
     assert len(Path(env["RAN_LOG"]).read_text().splitlines()) == len(ran)
     bad = ws.canon("backtest", "--model", old, "--window", "2015")
     assert bad.returncode == 2 and "is not START..END" in bad.stderr
+
+
+def _imaged_project(ws: Workspace, env: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """A model trained to 2013 with model + base images (no requirements: no pip),
+    applied and committed; the commit and its canon.lock. Evaluation adds the number
+    in the dataset ``bonus`` (data/bonus.txt) to the score."""
+    ws.write(
+        {
+            "train.py": "CODE = 1\n" + TRAIN,
+            "evaluate.py": EVALUATE.replace(
+                '+ model["code"] / 10', '+ model["code"] / 10 + int(open(sys.argv[1]).read())'
+            ).replace("import json, os, pathlib", "import json, os, pathlib, sys"),
+            "data/bonus.txt": "0\n",
+            ".gitignore": ".canon/\nbuild/\n",
+            "params.yaml": 'train: {until: "2013-12-31"}\n'
+            'evaluate: {test_from: "2014-01-01", test_until: "2014-12-31"}\n',
+        }
+    )
+    ws.declare(
+        {
+            "train": {
+                "cmd": [sys.executable, "train.py"],
+                "deps": ["train.py"],
+                "params": ["train"],
+                "outs": ["build/model.json"],
+            },
+            "evaluate": {
+                "cmd": [sys.executable, "evaluate.py", "${data.bonus}"],
+                "deps": ["evaluate.py", "build/model.json", "data.bonus"],
+                "params": ["evaluate"],
+                "metrics": ["build/metrics.json"],
+            },
+        },
+        params="params.yaml",
+        data={"bonus": {"source": "data/bonus.txt"}},
+        artifacts={
+            "base": {"kind": "base"},
+            "model": {"kind": "model", "from": "base", "add": ["build/model.json"]},
+        },
+    )
+    _commit(ws, "the code: images are built from a commit")
+    applied = ws.canon("apply", env=env, timeout=600)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    commit = _commit(ws, "model trained to 2013, its images recorded")
+    lock = yaml.safe_load(
+        subprocess.run(
+            ["git", "show", f"{commit}:canon.lock"],
+            cwd=ws.root,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    (state,) = lock["profiles"].values()
+    assert set(state["images"]) == {"base", "model"}, state
+    return commit, state
+
+
+def _forget_model(ws: Workspace, state: dict[str, Any]) -> None:
+    """The cache loses the model's bytes (canon's own drop) and the run cache its runs."""
+    from canon.stores.objects import ObjectStore
+
+    out = state["stages"]["train"]["outs"]["build/model.json"]
+    digest = out["digest"] if isinstance(out, dict) else out
+    store = ObjectStore(ws.root / ".canon" / "cache")
+    assert store.has(digest)
+    store.drop([digest])
+    assert not store.has(digest)
+    shutil.rmtree(ws.root / ".canon" / "runs", ignore_errors=True)
+
+
+def _backtest_2015(ws: Workspace, commit: str, env: dict[str, str]) -> dict[str, Any]:
+    r = ws.canon(
+        "backtest", "--model", commit, "--window", "2015-01-01..2015-12-31", "--json", env=env
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    return dict(json.loads(r.stdout))
+
+
+def test_a_model_missing_from_the_cache_is_restored_from_its_model_image(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    log = tmp_path / "ran.log"
+    env = {"RAN_LOG": str(log)}
+    commit, state = _imaged_project(ws, env)
+    image = state["images"]["model"]["digest"]
+    _forget_model(ws, state)
+    log.unlink()
+
+    result = _backtest_2015(ws, commit, env)
+    (cell,) = result["cells"]
+    assert cell["metrics"] == {"score": 2.1, "trained_until": "2013-12-31"}, cell
+    ran = log.read_text().splitlines()
+    assert ran == ["evaluate 2015-01-01"]  # the model was not retrained
+    assert cell["obtained"] == f"restored from its model image {image}"
+    obtained = result["obtained"][commit]
+    assert f"model files restored from its model image {image}" in obtained
+    # the model's bytes are back in the cache, as the lock records them
+    from canon.stores.objects import ObjectStore
+
+    out = state["stages"]["train"]["outs"]["build/model.json"]
+    digest = out["digest"] if isinstance(out, dict) else out
+    assert ObjectStore(ws.root / ".canon" / "cache").verify(digest)
+    # the provenance is recorded with the experiment
+    shown = json.loads(ws.canon("exp", "show", "--json").stdout)
+    exp = next(e for e in shown if e["name"] == cell["experiment"])
+    assert exp["backtest"]["model_image"] == image
+
+
+def test_a_model_whose_image_is_gone_too_is_rebuilt_and_says_why(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    log = tmp_path / "ran.log"
+    env = {"RAN_LOG": str(log)}
+    commit, state = _imaged_project(ws, env)
+    image = state["images"]["model"]["digest"]
+    _forget_model(ws, state)
+    from canon.stores.oci.layout import ImageLayout
+
+    ImageLayout(ws.root / ".canon" / "images").remove_blob(image)
+    log.unlink()
+
+    result = _backtest_2015(ws, commit, env)
+    (cell,) = result["cells"]
+    assert cell["metrics"] == {"score": 2.1, "trained_until": "2013-12-31"}, cell
+    assert log.read_text().splitlines() == ["train 2013-12-31", "evaluate 2015-01-01"]
+    assert cell["obtained"].startswith("rebuilt from the commit (not in the cache); ")
+    assert f"image model {image[:19]}… not in .canon/images" in cell["obtained"]
+    assert "`canon build` at its commit" in cell["obtained"]  # never pushed: no pull-image
+    assert "rebuilt from the commit" in result["obtained"][commit]
+
+
+def test_a_model_tested_on_other_data_is_restored_from_its_model_image(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    log = tmp_path / "ran.log"
+    env = {"RAN_LOG": str(log)}
+    commit, state = _imaged_project(ws, env)
+    image = state["images"]["model"]["digest"]
+    # other data: the bonus is 10 now (pinned in the workspace's canon.lock)
+    ws.write({"data/bonus.txt": "10\n"})
+    updated = ws.canon("data", "update", "bonus", env=env)
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    _forget_model(ws, state)
+    log.unlink(missing_ok=True)
+
+    r = ws.canon(
+        "backtest",
+        "--model",
+        commit,
+        "--data",
+        "bonus",
+        "--window",
+        "2015-01-01..2015-12-31",
+        "--json",
+        env=env,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    (cell,) = json.loads(r.stdout)["cells"]
+    assert cell["metrics"] == {"score": 12.1, "trained_until": "2013-12-31"}, cell
+    assert log.read_text().splitlines() == ["evaluate 2015-01-01"]  # never retrained
+    assert cell["obtained"] == f"restored from its model image {image}"
+
+
+def test_files_from_a_model_image_are_taken_only_as_the_lock_records_them(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from canon.apply.modelimage import Primed, prime_from_image
+    from canon.digest import hash_bytes
+    from canon.stores.lockfile import read_lock
+    from canon.stores.objects import ObjectStore
+
+    _, raw = _imaged_project(ws, {"RAN_LOG": str(tmp_path / "ran.log")})
+    lock = read_lock(ws.root)
+    (profile,) = lock.profiles
+    state = lock.state(profile)
+    record = state.stages["train"]
+    real = record.outs["build/model.json"]
+    store = ObjectStore(ws.root / ".canon" / "cache")
+    assert prime_from_image(ws.root, state, "train") == Primed()  # in the cache: nothing to do
+    _forget_model(ws, raw)
+
+    # the lock records other bytes than the image holds: never taken
+    other = replace(real, digest=hash_bytes(b'{"until": "forged"}'))
+    forged = state.with_stage("train", replace(record, outs={"build/model.json": other}))
+    primed = prime_from_image(ws.root, forged, "train")
+    assert primed.image is None
+    assert "holds no build/model.json as recorded" in primed.note
+    assert not store.has(other.digest) and not store.has(real.digest)
+    # a directory output is not taken from an image
+    tree = replace(real, is_dir=True)
+    dirs = state.with_stage("train", replace(record, outs={"build/model.json": tree}))
+    assert "is a directory" in prime_from_image(ws.root, dirs, "train").note
+    assert not store.has(real.digest)
+    # as recorded: taken, verified
+    primed = prime_from_image(ws.root, state, "train")
+    assert primed == Primed(image=str(state.images["model"].digest))
+    assert store.verify(real.digest)

@@ -14,9 +14,16 @@ windows matrix of one metric.
 dataset of the same shape (``apply/backtest_data.py``): the model stage's
 outputs are restored at REV and kept, the pin is swapped, and what reads the
 data re-runs; named ``bt-<rev>-<slot>-<digest>``. With both, the columns are
-every (data, window) pair. Each model's line says how it was obtained: from
-the cache, or rebuilt from its commit, and whether its commit recorded an
-image (one built before images existed did not).
+every (data, window) pair.
+
+Before the cells run, each model whose outputs the cache lacks is looked for
+in the model image its commit recorded (``apply/modelimage.py``): files that
+hash to the recorded digests are put into the cache, and the model stage
+restores instead of re-running. Each model's line says how it was obtained:
+from the cache, from its model image (with the image's digest), or rebuilt
+from its commit (and why its image could not give it: not in
+``.canon/images``), and whether its commit recorded an image (one built
+before images existed did not).
 """
 
 from __future__ import annotations
@@ -30,15 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from canon.apply.backtest_data import (
-    REBUILT,
-    RESTORED,
     DataChoice,
     choose_data,
+    model_from,
     model_stage_of,
     slot_for,
     swap_in,
 )
 from canon.apply.experiments import ExperimentSpec, run_experiment
+from canon.apply.modelimage import Primed, prime_from_image
 from canon.errors import CanonError
 from canon.events import Emit, discard
 from canon.executors.local import sharing_cores
@@ -74,7 +81,7 @@ class Cell:
     experiment: str
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str = ""
-    obtained: str = ""  # how the model was obtained (run cache / rebuilt from the commit)
+    obtained: str = ""  # how the model was obtained (cache / model image / rebuilt)
 
 
 @dataclass(frozen=True)
@@ -135,12 +142,22 @@ def _name(commit: str, column: Column, slot: str | None) -> str:
 
 def _obtained(info: dict[str, Any], model_stage: str) -> str:
     bt = info.get("backtest")
-    if isinstance(bt, dict) and bt.get("model_from"):
+    bt = bt if isinstance(bt, dict) else {}
+    if bt.get("model_from"):
         return str(bt["model_from"])
     status = (info.get("stages") or {}).get(model_stage)
     if status is None:
         return ""
-    return REBUILT if status == "ran" else RESTORED
+    image = bt.get("model_image")
+    return model_from(
+        status == "ran", str(image) if image else None, bt.get("model_image_note", "")
+    )
+
+
+def _provenance(tree: Path, *, model_stage: str, primed: Primed) -> dict[str, Any]:
+    """A window-only cell's ``prepare``: records where the model stage's outputs came
+    from (the stage's status, known after the run, says whether they were used)."""
+    return {"backtest": {"model_stage": model_stage, **primed.info()}}
 
 
 def backtest(
@@ -186,6 +203,8 @@ def backtest(
         images[rev] = {n: str(i.digest) for n, i in state.images.items()}
         if choices:
             stage = model_stage_of(list(state.stages), model_stage, rev)
+        # model files the cache lacks: from the model image the commit recorded, if it has them
+        primed = prime_from_image(root, state, stage)
         for column in columns:
             overrides = (
                 {window_params[0]: column.window.start, window_params[1]: column.window.end}
@@ -193,6 +212,8 @@ def backtest(
                 else {}
             )
             prepare = None
+            if primed.info():
+                prepare = partial(_provenance, model_stage=stage, primed=primed)
             slot = None
             if column.data is not None:
                 slot = slot_for(column.data, state.data, rev)
@@ -202,6 +223,7 @@ def backtest(
                     model_stage=stage,
                     swaps={slot: column.data},
                     emit=discard,
+                    primed=primed,
                 )
             spec = ExperimentSpec(_name(commit, column, slot), overrides, commit, profile, 1)
             work.append((rev, column, spec, prepare))

@@ -12,8 +12,10 @@ In the experiment's worktree of the model's commit (``swap_in``):
 1. the model is restored: ``canon apply`` of the model stage (and what it
    needs) with the commit's own code, params and pins. Its outputs come from
    the shared cache (the digests the commit's lock records, or the run
-   cache); only when the cache lacks them does the stage re-run — the model
-   is then rebuilt from the commit, and the provenance says so;
+   cache), put there from the commit's model image when the cache lacked them
+   (``apply/modelimage.py``, before the cells run); only when neither has them
+   does the stage re-run — the model is then rebuilt from the commit, and the
+   provenance says so (``model_from``);
 2. the model stage is taken out of the worktree's canon.yaml and canon.lock,
    so its outputs stay the restored files whatever the new data: the model is
    never retrained on the data it is tested on;
@@ -36,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from canon.apply.modelimage import Primed, from_image
 from canon.errors import CanonError
 from canon.events import Emit
 from canon.stores.exprefs import ExperimentError, resolve_commit
@@ -143,8 +146,10 @@ def swap_in(
     model_stage: str,
     swaps: Mapping[str, DataChoice],
     emit: Emit,
+    primed: Primed | None = None,
 ) -> dict[str, Any]:
-    """Steps 1-3 of the module docstring in the worktree ``tree``; the provenance."""
+    """Steps 1-3 of the module docstring in the worktree ``tree``; the provenance.
+    ``primed``: what ``prime_from_image`` put into the cache for the model stage."""
     from canon.apply.session import run_apply
     from canon.stores.lockfile import read_lock, write_lock
 
@@ -160,6 +165,7 @@ def swap_in(
             hint="the model's commit must still run (or be in the run cache)",
         )
     rebuilt = outcome.status == "ran"
+    primed = primed or Primed()
     from canon.declare.memo import load_project_memoised
 
     named = load_project_memoised(tree, profile=profile).profile  # the lock's key
@@ -186,10 +192,20 @@ def swap_in(
         "backtest": {
             "model_stage": model_stage,
             "model_outputs": outs,
-            "model_from": REBUILT if rebuilt else RESTORED,
+            "model_from": model_from(rebuilt, primed.image, primed.note),
             "data": data,
+            **primed.info(),
         }
     }
+
+
+def model_from(rebuilt: bool, image: str | None, note: str = "") -> str:
+    """How the model stage's outputs were obtained, as the provenance says it: rebuilt
+    (and why a recorded model image could not give them), from its model image (the
+    cache lacked them), or from the cache."""
+    if rebuilt:
+        return f"{REBUILT}; {note}" if note else REBUILT
+    return from_image(image) if image else RESTORED
 
 
 def _drop_stage(tree: Path, stage: str) -> None:
