@@ -24,6 +24,7 @@ codes; the core raises them and never prints.
     │   ├── SourceUnavailableError   down, refusing, changing, 5xx or too slow (exit 4)
     │   └── QueryError               a dataset's query, database or driver is wrong
     ├── ServeError                   the model server cannot load or verify its model
+    ├── EnvironmentBuildError        a declared environment cannot be rebuilt (Python, pip)
     ├── DeployError                  a deployment is unknown, not pinned or cannot be rendered
     │   └── DeployTargetError        kubectl, a cluster or a server failed or was silent (exit 4)
     ├── LockedError                  another canon process holds the repo lock (exit 3)
@@ -200,6 +201,10 @@ class QueryError(DataError):
 
 class ServeError(CanonError):
     code = "serve.model"
+
+
+class EnvironmentBuildError(CanonError):
+    code = "environment.build_failed"
 
 
 class DeployError(CanonError):

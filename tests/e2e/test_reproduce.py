@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import sys
 
-from tests.e2e.conftest import Workspace
+from tests.e2e.conftest import Workspace, step
 
 NOISY = """
 import json, os, pathlib, random, time
@@ -130,3 +130,105 @@ def test_reproduce_fetches_pinned_data_missing_from_the_cache_from_the_remote(
     assert [(s["stage"], s["verdict"]) for s in report["stages"]] == [("use", "identical")]
     notices = [json.loads(line).get("message", "") for line in lines[:-1]]
     assert "fetching the pins of data.d from remote store" in notices
+
+
+PROBE = """
+import json, os, pathlib, sys
+try:
+    import six
+    version = six.__version__
+except ImportError:
+    version = None
+with open(os.environ["PROBE_LOG"], "a") as log:
+    log.write(json.dumps({"prefix": sys.prefix, "six": version,
+                          "venv": os.environ.get("VIRTUAL_ENV")}) + "\\n")
+pathlib.Path("build").mkdir(exist_ok=True)
+pathlib.Path("build/out.txt").write_text("the same in any environment\\n")
+"""
+
+
+def _probes(path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_reproduce_rebuilds_the_declared_environment_once_and_reuses_it(
+    ws: Workspace, tmp_path
+) -> None:
+    """REV's requirements lock is installed into a venv the stages run in (`python3` on
+    PATH is the venv's); a second reproduce of the same lock reuses it; --env current
+    runs in canon's own environment; a declared Python that is not here is exit 2."""
+    probe_log = tmp_path / "probe.log"
+    env = {"PROBE_LOG": str(probe_log)}
+    ws.write({"probe.py": PROBE, "requirements.lock": "six==1.16.0\n",
+              ".gitignore": ".canon/\nbuild/\nran.log\n"})
+    ws.declare(
+        {"probe": {"cmd": ["python3", "probe.py"], "deps": ["probe.py"],
+                   "outs": ["build/out.txt"]}},
+        environment={"python": "{}.{}".format(*sys.version_info[:2]),
+                     "requirements": "requirements.lock"},
+    )
+    assert ws.canon("apply", env=env).returncode == 0
+    rev = _commit(ws, "applied")
+
+    first = ws.canon("reproduce", rev, "--check", "--json", env=env, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    report = json.loads(first.stdout.splitlines()[-1])["report"]
+    assert report["stages"] == [{"stage": "probe", "verdict": "identical", "files": [],
+                                 "metrics": {}, "deterministic": True}]
+    used = report["environment"]
+    assert used["rebuilt"] is True and used["packages"] == ["six==1.16.0"]
+    assert used["python"].startswith("{}.{}.".format(*sys.version_info[:2]))
+    assert "built in envs/" in used["description"]
+    envs = [p for p in (ws.root / ".canon" / "envs").iterdir() if p.is_dir()]
+    assert len(envs) == 1
+    ran = _probes(probe_log)[-1]
+    assert ran == {"prefix": str(envs[0]), "six": "1.16.0", "venv": str(envs[0])}
+
+    again = ws.canon("reproduce", rev, "--check", env=env, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "reused in envs/" in again.stdout and "Reproduced." in again.stdout
+    assert _probes(probe_log)[-1]["prefix"] == str(envs[0])
+    assert len([p for p in (ws.root / ".canon" / "envs").iterdir() if p.is_dir()]) == 1
+
+    current = ws.canon("reproduce", rev, "--env", "current", "--json", env=env)
+    assert current.returncode == 0, current.stdout + current.stderr
+    used = json.loads(current.stdout.splitlines()[-1])["report"]["environment"]
+    assert used["rebuilt"] is False and "--env current" in used["description"]
+    assert _probes(probe_log)[-1]["prefix"] != str(envs[0])
+
+    db = sqlite3.connect(ws.root / ".canon" / "ledger.db")
+    reasons = [r[0] for r in db.execute(
+        "SELECT reason FROM stage_runs WHERE action = 'reproduce' ORDER BY id")]
+    assert reasons[0].startswith(f"environment: {rev}'s environment (requirements.lock: ")
+    assert "the current environment (--env current" in reasons[-1]
+
+    # gc keeps a venv used within the week; --min-age 0 removes it
+    assert ws.canon("gc").returncode == 0 and envs[0].is_dir()
+    gone = ws.canon("gc", "--min-age", "0")
+    assert "removed 1 rebuilt environment(s)" in gone.stdout and not envs[0].exists()
+
+    ws.declare(
+        {"probe": {"cmd": ["python3", "probe.py"], "deps": ["probe.py"],
+                   "outs": ["build/out.txt"]}},
+        environment={"python": "3.4", "requirements": "requirements.lock"},
+    )
+    assert ws.canon("apply", env=env).returncode == 0
+    old = _commit(ws, "declares a Python this machine lacks")
+    missing = ws.canon("reproduce", old, env=env)
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert "declares Python 3.4, and no python3.4 is on PATH" in missing.stderr
+    assert "--env current" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_reproduce_reports_a_lock_pip_cannot_install(ws: Workspace) -> None:
+    ws.write({"requirements.lock": "six==0.0.0.404\n", ".gitignore": ".canon/\nbuild/\nran.log\n"})
+    ws.declare({"copy": step("build/out.txt", "input.txt")},
+               environment={"requirements": "requirements.lock"})
+    assert ws.canon("apply").returncode == 0
+    rev = _commit(ws, "a lock with a version that does not exist")
+    out = ws.canon("reproduce", rev, timeout=300)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "could not rebuild the environment (pip install -r requirements.lock" in out.stderr
+    assert "six==0.0.0.404" in out.stderr and "Traceback" not in out.stderr
+    # nothing half-built is taken for a venv: the failed one has no marker
+    assert not list((ws.root / ".canon" / "envs").glob("*/canon-env.json"))

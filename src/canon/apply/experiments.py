@@ -308,6 +308,16 @@ def prepare_params(tree: Path, profile: str | None, overrides: Mapping[str, Any]
     return project
 
 
+def failures(root: Path, tree: Path, name: str, outcomes: Any) -> str:
+    """The failed stages of a run in worktree ``tree``, their logs kept under
+    ``.canon/exps/logs/NAME`` (the worktree, and its .canon/logs, is removed)."""
+    kept = root / ".canon" / "exps" / "logs" / name
+    with contextlib.suppress(OSError):
+        shutil.copytree(tree / ".canon" / "logs", kept, dirs_exist_ok=True)
+    failed = "; ".join(f"{o.name}: {o.message}" for o in outcomes if o.status == "failed")
+    return failed.replace(str(tree / ".canon" / "logs"), str(kept))
+
+
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(value, dict):
         out: dict[str, Any] = {}
@@ -408,13 +418,7 @@ def run_experiment(
             worktree_of=commit,
         )
         if not result.ok:
-            # keep the stage logs: the worktree (and its .canon/logs) is removed below
-            kept = root / ".canon" / "exps" / "logs" / spec.name
-            with contextlib.suppress(OSError):
-                shutil.copytree(tree / ".canon" / "logs", kept, dirs_exist_ok=True)
-            failed = [o for o in result.outcomes if o.status == "failed"]
-            detail = "; ".join(f"{o.name}: {o.message}" for o in failed)
-            detail = detail.replace(str(tree / ".canon" / "logs"), str(kept))[:600]
+            detail = failures(root, tree, spec.name, result.outcomes)[:600]
             raise StageFailedError(
                 f"experiment {spec.name} failed: {detail or 'a stage failed'}",
                 hint="nothing was recorded; fix the stage and run the experiment again",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 __all__ = ["ApplyOptions", "ApplyResult", "StageOutcome"]
@@ -15,6 +16,8 @@ class ApplyOptions:
     # `canon reproduce`: every stage the plan runs really runs (no lock or run-cache
     # restore, not even downstream of an identical output: early cut-off is off)
     rerun: bool = False
+    # added to every stage's environment (`canon reproduce`: the rebuilt venv's PATH)
+    stage_env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,13 @@ stage's new outputs are compared with what REV's ``canon.lock`` recorded:
   the recorded value (metrics files are read from the cache by digest);
 - ``differs``: anything else, with the files (and metrics) that differ.
 
+The stages run in REV's declared environment, rebuilt (``--env rebuild``, the
+default): a venv of the declared Python with REV's requirements lock installed
+(``executors/venv.py``; kept under ``.canon/envs/`` by the lock's digest, so the
+next reproduce of the same lock reuses it). ``--env current`` runs them in the
+environment canon runs in; so does a REV that pins no requirements lock (there
+is nothing to rebuild). The report says which.
+
 Pinned data missing from the cache (a fresh clone, a pruned cache) is fetched from
 the project's default remote first, when it declares one — the pin, verified, not
 whatever the source holds today; without a remote, a pin's source is read again and
@@ -31,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from canon.apply.experiments import flatten, stages_only, worktree
+from canon.apply.experiments import failures, flatten, stages_only, worktree
 from canon.declare.project import Project
 from canon.errors import CanonError, StageFailedError
 from canon.events import Emit, Notice
@@ -58,11 +65,34 @@ class StageVerdict:
 
 
 @dataclass(frozen=True)
+class EnvironmentUsed:
+    """The environment REV's stages ran in."""
+
+    rebuilt: bool  # REV's lock installed into a venv (else: the current environment)
+    description: str
+    python: str
+    requirements: str | None = None  # the lock's digest
+    packages: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()  # what the lock's packages require and it lacks
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rebuilt": self.rebuilt,
+            "description": self.description,
+            "python": self.python,
+            "requirements": self.requirements,
+            "packages": list(self.packages),
+            "problems": list(self.problems),
+        }
+
+
+@dataclass(frozen=True)
 class Reproduction:
     rev: str
     commit: str
     profile: str
     stages: tuple[StageVerdict, ...]
+    environment: EnvironmentUsed | None = None
 
     @property
     def ok(self) -> bool:
@@ -75,6 +105,7 @@ class Reproduction:
             "profile": self.profile,
             "ok": self.ok,
             "stages": [s.to_dict() for s in self.stages],
+            "environment": self.environment.to_dict() if self.environment else None,
         }
 
 
@@ -140,6 +171,7 @@ def reproduce(
     rtol: float = 1e-6,
     atol: float = 1e-9,
     jobs: int = 1,
+    env: str = "rebuild",
 ) -> Reproduction:
     from canon.apply.applier import ApplyOptions
     from canon.apply.session import load, run_apply
@@ -164,22 +196,21 @@ def reproduce(
                 hint="pass the profile it was applied with: canon --profile NAME reproduce",
             )
         _fetch_missing_pins(tree, project, recorded, profile, emit)
+        used, stage_env = _environment(root, tree, project, rev, env, emit)
         result = run_apply(
             tree,
             profile=profile,
             targets=stages_only(project),  # the stages: no image build, no rollout
-            options=ApplyOptions(jobs=jobs, force=True, rerun=True),
+            options=ApplyOptions(jobs=jobs, force=True, rerun=True, stage_env=stage_env),
             emit=emit,
             argv=["canon", "reproduce", rev],
             worktree_of=commit,  # the report goes to the main ledger (_record)
         )
         if not result.ok:
-            failed = "; ".join(
-                f"{o.name}: {o.message}" for o in result.outcomes if o.status == "failed"
-            )
+            failed = failures(root, tree, f"reproduce-{commit[:12]}", result.outcomes)
             raise StageFailedError(
-                f"{rev}: a stage failed when run again: {failed[:300]}",
-                hint="see the stage's log; its environment may have changed",
+                f"{rev}: a stage failed when run again in {used.description}: {failed[:300]}",
+                hint=_failure_hint(used),
             )
         now = read_lock(tree).state(project.profile)
         store = ObjectStore(root / ".canon" / "cache")
@@ -196,9 +227,56 @@ def reproduce(
             )
             for name, rec in sorted(recorded.stages.items())
         )
-    report = Reproduction(rev, commit, project.profile or "", verdicts)
+    report = Reproduction(rev, commit, project.profile or "", verdicts, used)
     _record(root, report, now.stages, Ledger)
     return report
+
+
+def _failure_hint(used: EnvironmentUsed) -> str:
+    if used.problems:
+        return (
+            f"its lock is incomplete ({'; '.join(used.problems)[:200]}): add what is missing "
+            "and commit, or pass --env current to run in this environment"
+        )
+    if used.rebuilt:
+        return "see the stage's log: a package the stage needs may be missing from the lock"
+    return "see the stage's log; the environment may have changed since"
+
+
+def _environment(
+    root: Path, tree: Path, project: Project, rev: str, mode: str, emit: Emit
+) -> tuple[EnvironmentUsed, dict[str, str]]:
+    """REV's environment, rebuilt (a venv of its lock), or the current one; and what
+    the stages' environment gets to run in it."""
+    import platform
+
+    from canon.executors import venv
+
+    declared = project.environment
+    here = platform.python_version()
+    if mode == "current" or declared.requirements is None:
+        why = "--env current" if mode == "current" else f"{rev} pins no requirements lock"
+        note = f"the current environment ({why}; Python {here})"
+        if declared.python and not venv.matches(here, declared.python):
+            note += f", not the declared Python {declared.python}"
+        return EnvironmentUsed(False, note, here), {}
+    label = declared.requirements
+    try:
+        lock = (tree / label).read_bytes()
+    except OSError as exc:
+        raise ExperimentError(
+            f"{rev}: environment.requirements {label} cannot be read: {exc.strerror or exc}",
+            hint="its commit must contain the lock it declares; or pass --env current",
+        ) from exc
+    emit(Notice(f"rebuilding {rev}'s environment: Python {declared.python or here} + {label}"))
+    built = venv.ensure(root / ".canon" / "envs", declared.python, lock, label=label)
+    described = f"{rev}'s environment ({label}: {built.describe()})"
+    for problem in built.problems:
+        emit(Notice(f"{rev}'s {label} is incomplete: {problem}"))
+    used = EnvironmentUsed(
+        True, described, built.python, built.requirements, built.packages, built.problems
+    )
+    return used, built.stage_env()
 
 
 def _fetch_missing_pins(
@@ -237,6 +315,9 @@ def _record(
                 outputs={p: str(c.digest) for p, c in (record.outs.items() if record else ())},
                 duration=0.0,
                 exit_code=None,
+                reason=f"environment: {report.environment.description}"
+                if report.environment
+                else None,
             )
         ledger.finish_apply(apply_id, "reproduced" if report.ok else "differs")
     finally:

@@ -156,7 +156,7 @@ def run_apply(
                     hint="run `canon plan` again",
                 )
             # connect before the ledger records an apply: an unreachable cluster is an error
-            runner: Runner = LocalRunner(state / "run", state / "logs")
+            runner: Runner = LocalRunner(state / "run", state / "logs", options.stage_env)
             if executor:
                 from canon.executors.dask import DaskRunner
 

@@ -12,8 +12,9 @@ from canon.interfaces.cli.commands._common import profile_of, root_of
 
 @click.command(
     "reproduce",
-    help="Re-run REV's stages in a temporary worktree (run cache off) and compare every "
-    "output digest and metric with REV's canon.lock.",
+    help="Re-run REV's stages in a temporary worktree (run cache off), in REV's "
+    "environment rebuilt from its requirements lock, and compare every output digest and "
+    "metric with REV's canon.lock.",
 )
 @click.argument("rev")
 @click.option("--check", is_flag=True, help="Exit 1 unless every stage reproduces.")
@@ -25,6 +26,16 @@ from canon.interfaces.cli.commands._common import profile_of, root_of
     help="Relative tolerance for the metrics of deterministic: false stages.",
 )
 @click.option("--atol", type=float, default=1e-9, show_default=True)
+@click.option(
+    "--env",
+    "env",
+    type=click.Choice(["rebuild", "current"]),
+    default="rebuild",
+    show_default=True,
+    help="rebuild: a venv of REV's declared Python with its requirements lock installed "
+    "(kept in .canon/envs/ for the next reproduce of that lock); current: the environment "
+    "canon runs in.",
+)
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -34,6 +45,7 @@ def command(
     check: bool,
     rtol: float,
     atol: float,
+    env: str,
     jobs: int | None,
     as_json: bool,
 ) -> int:
@@ -50,6 +62,7 @@ def command(
             rtol=rtol,
             atol=atol,
             jobs=jobs or os.cpu_count() or 1,
+            env=env,
         )
     finally:
         emit.close()
@@ -57,6 +70,8 @@ def command(
         click.echo(json.dumps({"report": report.to_dict()}, default=str))
     else:
         click.echo(f"reproduce {rev} ({report.commit[:12]}, profile {report.profile}):")
+        if report.environment is not None:
+            click.echo(f"  in {report.environment.description}")
         for s in report.stages:
             click.echo(f"  {s.stage:<20} {s.verdict}")
             for f in s.files:
