@@ -37,6 +37,9 @@ Decisions:
   ``.canon/check-*`` scratch layouts of killed ``canon build --check`` runs)
   go after an hour. A corrupt manifest stops gc before it deletes anything (its layers
   could not be known).
+- **Rebuilt environments** (``.canon/envs``, made by ``canon reproduce``): a cache
+  rebuilt on demand, so a venv not used for ``ENV_MIN_AGE`` (a week; ``--min-age``
+  overrides) is deleted, and so is a half-built one as old.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ from canon.stores.repolock import RepoLock
 REMOTE_MIN_AGE = 3600.0
 IMAGE_MIN_AGE = 3600.0
 TEMP_MIN_AGE = 3600.0
+ENV_MIN_AGE = 7 * 24 * 3600.0
 IMAGES_DIR = "images"  # under .canon (apply.images.IMAGES_DIR)
 
 
@@ -86,6 +90,7 @@ class GcResult:
     mixed_packs: int = 0  # packs kept for their live objects while holding dead ones
     young: int = 0  # garbage kept because it is younger than min_age
     images: ImageGcResult | None = None  # .canon/images (local gc only)
+    envs: list[str] = field(default_factory=list)  # .canon/envs venvs removed (local gc)
 
 
 @dataclass
@@ -156,6 +161,7 @@ def run_gc(
             result = _gc_local(root, store, roots, dry_run, min_age or 0.0, emit)
             result.images = _gc_images(layout, keep_images, dry_run, image_age)
             result.images.temp += _stale_checks(root / STATE_DIR, dry_run)
+            result.envs = _unused_envs(root / STATE_DIR / "envs", dry_run, min_age)
             return result
         project = load_project_memoised(root, profile=profile)
         rem = open_remote(choose_remote(project, remote), root)
@@ -280,6 +286,17 @@ def _stale_checks(state: Path, dry_run: bool) -> int:
             if not dry_run:
                 shutil.rmtree(d, ignore_errors=True)
     return stale
+
+
+def _unused_envs(envs: Path, dry_run: bool, min_age: float | None) -> list[str]:
+    from canon.executors.venv import unused
+
+    stale = unused(envs, ENV_MIN_AGE if min_age is None else min_age)
+    if not dry_run:
+        for path in stale:
+            shutil.rmtree(path, ignore_errors=True)
+            path.with_name(f"{path.name}.lock").unlink(missing_ok=True)
+    return [p.name for p in stale]
 
 
 def _run_outputs(entry: Path) -> list[Digest] | None:

@@ -14,7 +14,8 @@ from canon.interfaces.cli.commands._common import print_json, profile_of, root_o
     help="Delete objects that no canon.lock in any commit reachable from any ref (branches, "
     "tags, refs/canon/*), the index or the working tree references. Local cache by default; "
     "-r NAME collects on that remote instead. Run-cache entries whose outputs go are dropped. "
-    "Locally, image blobs in .canon/images that no recorded image or tag reaches go too.",
+    "Locally, image blobs in .canon/images that no recorded image or tag reaches go too, "
+    "and environments `canon reproduce` rebuilt (.canon/envs) unused for a week.",
 )
 @click.option("-n", "--dry-run", is_flag=True, help="Only say what would be deleted.")
 @click.option("-r", "--remote", default=None, metavar="NAME", help="Collect on this remote.")
@@ -24,7 +25,7 @@ from canon.interfaces.cli.commands._common import print_json, profile_of, root_o
     default=None,
     metavar="SECONDS",
     help="Keep garbage younger than this (default: 0 for the local cache, 3600 on a remote "
-    "and for image blobs).",
+    "and for image blobs, a week for rebuilt environments).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
@@ -69,6 +70,7 @@ def command(
                     "young": result.images.young,
                     "temp": result.images.temp,
                 },
+                "envs": result.envs,
             }
         )
         return 0
@@ -97,4 +99,9 @@ def command(
                 f"{verb} {images.temp} temp file(s) or scratch layout(s) "
                 "of killed image writes/checks"
             )
+    if result.envs:
+        click.echo(
+            f"{verb} {len(result.envs)} rebuilt environment(s) from .canon/envs "
+            "unused for longer than --min-age (default a week)"
+        )
     return 0
