@@ -232,3 +232,56 @@ def test_reproduce_reports_a_lock_pip_cannot_install(ws: Workspace) -> None:
     assert "six==0.0.0.404" in out.stderr and "Traceback" not in out.stderr
     # nothing half-built is taken for a venv: the failed one has no marker
     assert not list((ws.root / ".canon" / "envs").glob("*/canon-env.json"))
+
+
+def test_reproduce_images_rebuilds_the_recorded_images_and_names_the_differing_layer(
+    ws: Workspace,
+) -> None:
+    """--images: a base rebuilt from its commit is identical; a model rebuilt from a
+    reproduced output that differs (a timestamp, deterministic: false) differs in its
+    own layer only, and the report and the ledger say so."""
+    ws.write({"noisy.py": NOISY, ".gitignore": ".canon/\nbuild/\nran.log\n"})
+    ws.declare(
+        {"train": {"cmd": [sys.executable, "noisy.py"], "deps": ["noisy.py"],
+                   "outs": ["build/model.txt"], "metrics": ["build/metrics.json"],
+                   "deterministic": False}},
+        artifacts={"base": {"kind": "base"},
+                   "model": {"kind": "model", "from": "base", "add": ["build/model.txt"]}},
+    )
+    _commit(ws, "the code: images are built from a commit")
+    applied = ws.canon("apply", timeout=300)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    rev = _commit(ws, "trained, images recorded")
+
+    out = ws.canon("reproduce", rev, "--images", "--check", "--json", timeout=300)
+    assert out.returncode == 1, out.stdout + out.stderr  # the model image differs
+    report = json.loads(out.stdout.splitlines()[-1])["report"]
+    assert [s["verdict"] for s in report["stages"]] == ["within-tolerance"]
+    images = {i["name"]: i for i in report["images"]}
+    assert images["base"]["verdict"] == "identical"
+    assert images["base"]["rebuilt"] == images["base"]["recorded"]
+    assert images["model"]["verdict"] == "differs"
+    assert images["model"]["layers"] == ["layer 3 differs (canon: add build/model.txt)"]
+    assert report["ok"] is False
+
+    text = ws.canon("reproduce", rev, "--images", timeout=300)
+    assert text.returncode == 0, text.stdout + text.stderr  # no --check: the report only
+    assert "image.base" in text.stdout and "identical" in text.stdout
+    assert "layer 3 differs (canon: add build/model.txt)" in text.stdout
+
+    db = sqlite3.connect(ws.root / ".canon" / "ledger.db")
+    rows = db.execute(
+        "SELECT stage, status, reason FROM stage_runs WHERE stage LIKE 'image.%' ORDER BY id"
+    ).fetchall()
+    assert rows[:2] == [("image.base", "identical", None),
+                        ("image.model", "differs", "layer 3 differs (canon: add build/model.txt)")]
+
+
+def test_reproduce_images_of_a_commit_without_images_says_so(ws: Workspace) -> None:
+    ws.declare({"copy": step("build/out.txt", "input.txt")})
+    ws.write({".gitignore": ".canon/\nbuild/\nran.log\n"})
+    assert ws.canon("apply").returncode == 0
+    rev = _commit(ws, "no images declared")
+    out = ws.canon("reproduce", rev, "--images", "--check")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "records no image: there is none to rebuild" in out.stdout + out.stderr

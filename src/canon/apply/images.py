@@ -179,21 +179,40 @@ def build_locked(
     return BuildResult(tuple(built), states)
 
 
-def check_images(
-    root: Path, *, profile: str | None, names: Sequence[str] = (), emit: Emit
-) -> list[str]:
+@dataclass(frozen=True)
+class ImageComparison:
+    """A recorded image rebuilt: its digest then and now, and the layers that differ
+    (named by the history's ``created_by``; empty when the digests are equal)."""
+
+    name: str
+    recorded: Digest
+    rebuilt: Digest
+    layers: tuple[str, ...] = ()
+
+    @property
+    def same(self) -> bool:
+        return self.recorded == self.rebuilt
+
+
+def compare_images(
+    root: Path,
+    *,
+    profile: str | None,
+    names: Sequence[str] = (),
+    emit: Emit,
+    layout: ImageLayout | None = None,
+) -> list[ImageComparison]:
     """Rebuild each recorded image from its commit in a scratch layout; compare digests.
 
     A base is rebuilt from the commit its record names; a model from the outputs the
     lock records (read verified from the object store, not the workspace, which may
-    have moved on) and the base rebuilt just before it. Returns the names that differ
-    (and raises ``ImageCheckError`` if any do)."""
+    have moved on) and the base rebuilt just before it. ``layout`` holds the recorded
+    images (pinned ``from:`` bases are copied from it; default: ``root``'s)."""
     project = load_project_memoised(root, profile=profile)
     selected = _select(project, names)
-    lock = read_lock(root)
-    state = lock.state(project.profile)
-    layout = layout_of(root)
-    differs: list[str] = []
+    state = read_lock(root).state(project.profile)
+    layout = layout or layout_of(root)
+    compared: list[ImageComparison] = []
     scratch_dir = Path(tempfile.mkdtemp(prefix=CHECK_PREFIX, dir=root / ".canon"))
     try:
         scratch = ImageLayout(scratch_dir)
@@ -215,8 +234,8 @@ def check_images(
                 result = builder.build_model(spec, rebuilt[spec.base or ""])
             rebuilt[name] = result
             same = result.manifest.digest == record.digest
-            if not same:
-                differs.append(name)
+            layers = () if same else _differing_layers(layout, record.digest, scratch, result)
+            compared.append(ImageComparison(name, record.digest, result.manifest.digest, layers))
             emit(
                 ImageBuilt(
                     name,
@@ -224,11 +243,20 @@ def check_images(
                     "checked" if same else "differs",
                     result.size,
                     len(result.layers),
-                    () if same else (f"canon.lock pins {record.digest}",),
+                    () if same else (f"canon.lock pins {record.digest}", *layers),
                 )
             )
     finally:
         shutil.rmtree(scratch_dir, ignore_errors=True)
+    return compared
+
+
+def check_images(
+    root: Path, *, profile: str | None, names: Sequence[str] = (), emit: Emit
+) -> list[str]:
+    """``compare_images``, raising ``ImageCheckError`` if any differs."""
+    compared = compare_images(root, profile=profile, names=names, emit=emit)
+    differs = [c.name for c in compared if not c.same]
     if differs:
         raise ImageCheckError(
             f"rebuilding gave different digests for: {', '.join(differs)}",
@@ -236,6 +264,39 @@ def check_images(
             "or the build is not reproducible (compare the layers with `canon images`)",
         )
     return differs
+
+
+def _differing_layers(
+    recorded: ImageLayout, digest: Digest, scratch: ImageLayout, built: Built
+) -> tuple[str, ...]:
+    """The rebuilt image's layers that are not the recorded image's, by position, each
+    named by what made it; or why they cannot be compared."""
+    if not recorded.has_blob(digest):
+        return (f"the recorded image is not in {IMAGES_DIR}: only its digest is compared",)
+    try:
+        old = oci.parse_manifest(recorded.read_bytes(digest))
+        new = oci.parse_manifest(scratch.read_bytes(built.manifest.digest))
+        config = oci.load_document(
+            scratch.read_bytes(new.config.digest, new.config.size), "image config"
+        )
+    except CanonError as exc:
+        return (f"cannot compare the layers: {exc.message}",)
+    made = [
+        str(h.get("created_by", "?"))
+        for h in config.get("history", [])
+        if isinstance(h, dict) and not h.get("empty_layer")
+    ]
+    out: list[str] = []
+    for i, layer in enumerate(built.layers):
+        before = old.layers[i].digest if i < len(old.layers) else None
+        if layer.digest != before:
+            what = made[i] if i < len(made) else f"layer {i + 1}"
+            out.append(f"layer {i + 1} differs ({what[:80]})")
+    if len(old.layers) > len(built.layers):
+        out.append(f"the recorded image has {len(old.layers) - len(built.layers)} more layer(s)")
+    if not out:
+        out.append("same layers; the config differs (labels, env, entrypoint or dates)")
+    return tuple(out)
 
 
 def _recorded_file(root: Path, state: ProfileState) -> ReadFile:

@@ -24,6 +24,13 @@ the project's default remote first, when it declares one — the pin, verified, 
 whatever the source holds today; without a remote, a pin's source is read again and
 used only if it still gives exactly the pinned digest.
 
+With ``images=True`` (``--images``), the images REV's lock records are then
+rebuilt in a scratch layout — a base from its commit, a model from the
+*reproduced* outputs on the base just rebuilt — and their digests compared
+with the recorded ones (``apply/images.compare_images``); a differing one names
+its differing layers (canon's runtime layer differs when canon itself changed
+since REV was built).
+
 The report is recorded in the ledger as an apply of REV whose argv is
 ``canon reproduce REV`` and whose stages carry the verdict.
 """
@@ -39,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from canon.apply.experiments import failures, flatten, stages_only, worktree
+from canon.apply.images import ImageComparison
 from canon.declare.project import Project
 from canon.errors import CanonError, StageFailedError
 from canon.events import Emit, Notice
@@ -93,10 +101,12 @@ class Reproduction:
     profile: str
     stages: tuple[StageVerdict, ...]
     environment: EnvironmentUsed | None = None
+    images: tuple[ImageComparison, ...] = ()  # with --images
 
     @property
     def ok(self) -> bool:
-        return all(s.verdict in ("identical", "within-tolerance") for s in self.stages)
+        stages = all(s.verdict in ("identical", "within-tolerance") for s in self.stages)
+        return stages and all(i.same for i in self.images)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +116,16 @@ class Reproduction:
             "ok": self.ok,
             "stages": [s.to_dict() for s in self.stages],
             "environment": self.environment.to_dict() if self.environment else None,
+            "images": [
+                {
+                    "name": i.name,
+                    "verdict": "identical" if i.same else "differs",
+                    "recorded": str(i.recorded),
+                    "rebuilt": str(i.rebuilt),
+                    "layers": list(i.layers),
+                }
+                for i in self.images
+            ],
         }
 
 
@@ -172,6 +192,7 @@ def reproduce(
     atol: float = 1e-9,
     jobs: int = 1,
     env: str = "rebuild",
+    images: bool = False,
 ) -> Reproduction:
     from canon.apply.applier import ApplyOptions
     from canon.apply.session import load, run_apply
@@ -227,9 +248,24 @@ def reproduce(
             )
             for name, rec in sorted(recorded.stages.items())
         )
-    report = Reproduction(rev, commit, project.profile or "", verdicts, used)
+        rebuilt = _rebuild_images(root, tree, rev, profile, recorded, emit) if images else ()
+    report = Reproduction(rev, commit, project.profile or "", verdicts, used, rebuilt)
     _record(root, report, now.stages, Ledger)
     return report
+
+
+def _rebuild_images(
+    root: Path, tree: Path, rev: str, profile: str | None, recorded: ProfileState, emit: Emit
+) -> tuple[ImageComparison, ...]:
+    """REV's recorded images rebuilt from its commit and the reproduced outputs."""
+    from canon.apply.images import compare_images, layout_of
+
+    if not recorded.images:
+        emit(Notice(f"{rev}'s canon.lock records no image: there is none to rebuild"))
+        return ()
+    names = tuple(sorted(recorded.images))
+    compared = compare_images(tree, profile=profile, names=names, emit=emit, layout=layout_of(root))
+    return tuple(compared)
 
 
 def _failure_hint(used: EnvironmentUsed) -> str:
@@ -318,6 +354,18 @@ def _record(
                 reason=f"environment: {report.environment.description}"
                 if report.environment
                 else None,
+            )
+        for image in report.images:
+            ledger.record_stage(
+                apply_id,
+                stage=f"image.{image.name}",
+                action="reproduce",
+                status="identical" if image.same else "differs",
+                key=str(image.rebuilt),
+                outputs={"recorded": str(image.recorded), "rebuilt": str(image.rebuilt)},
+                duration=0.0,
+                exit_code=None,
+                reason="; ".join(image.layers) or None,
             )
         ledger.finish_apply(apply_id, "reproduced" if report.ok else "differs")
     finally:

@@ -36,6 +36,12 @@ from canon.interfaces.cli.commands._common import profile_of, root_of
     "(kept in .canon/envs/ for the next reproduce of that lock); current: the environment "
     "canon runs in.",
 )
+@click.option(
+    "--images",
+    is_flag=True,
+    help="Also rebuild the images REV's lock records (a base from REV's commit, a model "
+    "from the reproduced outputs) and compare their digests.",
+)
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -46,6 +52,7 @@ def command(
     rtol: float,
     atol: float,
     env: str,
+    images: bool,
     jobs: int | None,
     as_json: bool,
 ) -> int:
@@ -63,6 +70,7 @@ def command(
             atol=atol,
             jobs=jobs or os.cpu_count() or 1,
             env=env,
+            images=images,
         )
     finally:
         emit.close()
@@ -78,5 +86,12 @@ def command(
                 click.echo(f"      differs: {f}")
             for k, (a, b) in s.metrics.items():
                 click.echo(f"      metric {k}: {a} -> {b}")
+        for i in report.images:
+            shown = f"image.{i.name}"
+            click.echo(f"  {shown:<20} {'identical' if i.same else 'differs'} {i.rebuilt}")
+            if not i.same:
+                click.echo(f"      canon.lock records {i.recorded}")
+            for layer in i.layers:
+                click.echo(f"      {layer}")
         click.echo("Reproduced." if report.ok else "NOT reproduced.")
     return 1 if check and not report.ok else 0
