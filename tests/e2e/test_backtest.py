@@ -322,3 +322,185 @@ def test_files_from_a_model_image_are_taken_only_as_the_lock_records_them(
     primed = prime_from_image(ws.root, state, "train")
     assert primed == Primed(image=str(state.images["model"].digest))
     assert store.verify(real.digest)
+
+
+PROBE = """
+import json, os, sys
+try:
+    import six
+    version = six.__version__
+except ImportError:
+    version = None
+with open(os.environ["PROBE_LOG"], "a") as log:
+    log.write(json.dumps({"prefix": sys.prefix, "six": version}) + "\\n")
+"""
+
+
+def _probes(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_backtest_env_rebuild_runs_each_models_cells_in_its_declared_environment(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """--env rebuild: the model commit's requirements lock installed into a venv (built
+    once per model), its cells' stages run with `python3` from it; the cells are other
+    experiments than --env current ones; a declared Python not here is exit 2, no cell."""
+    probe_log = tmp_path / "probe.log"
+    env = {"RAN_LOG": str(tmp_path / "ran.log"), "PROBE_LOG": str(probe_log)}
+    ws.write(
+        {
+            "train.py": "CODE = 1\n" + TRAIN,
+            "evaluate.py": EVALUATE.replace(
+                '+ model["code"] / 10', '+ model["code"] / 10 + int(open(sys.argv[1]).read())'
+            ).replace("import json, os, pathlib", "import json, os, pathlib, sys")
+            + PROBE,
+            "data/bonus.txt": "0\n",
+            "requirements.lock": "six==1.16.0\n",
+            ".gitignore": ".canon/\nbuild/\n",
+            "params.yaml": 'train: {until: "2013-12-31"}\n'
+            'evaluate: {test_from: "2014-01-01", test_until: "2014-12-31"}\n',
+        }
+    )
+    stages = {
+        "train": {
+            "cmd": [sys.executable, "train.py"],
+            "deps": ["train.py"],
+            "params": ["train"],
+            "outs": ["build/model.json"],
+        },
+        "evaluate": {  # `python3`: found on PATH, the rebuilt venv's first
+            "cmd": ["python3", "evaluate.py", "${data.bonus}"],
+            "deps": ["evaluate.py", "build/model.json", "data.bonus"],
+            "params": ["evaluate"],
+            "metrics": ["build/metrics.json"],
+        },
+    }
+    here = "{}.{}".format(*sys.version_info[:2])
+    ws.declare(
+        stages,
+        params="params.yaml",
+        data={"bonus": {"source": "data/bonus.txt"}},
+        environment={"python": here, "requirements": "requirements.lock"},
+    )
+    applied = ws.canon("apply", env=env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    rev = _commit(ws, "model trained to 2013, six pinned at 1.16.0")
+    probe_log.unlink()
+    Path(env["RAN_LOG"]).unlink()
+    envs = ws.root / ".canon" / "envs"
+
+    def backtest(mode: str, *extra: str) -> Any:
+        return ws.canon(
+            "backtest",
+            "--model",
+            rev,
+            "--window",
+            "2015-01-01..2015-12-31",
+            "--window",
+            "2016-01-01..2016-12-31",
+            "--env",
+            mode,
+            *extra,
+            env=env,
+            timeout=300,
+        )
+
+    r = backtest("rebuild", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(r.stdout)
+    built = [p for p in envs.iterdir() if p.is_dir()]
+    assert len(built) == 1  # one venv for the model, whatever the number of cells
+    ran = _probes(probe_log)
+    assert ran == [{"prefix": str(built[0]), "six": "1.16.0"}] * 2, ran
+    used = result["environments"][rev]
+    assert used["rebuilt"] is True and used["packages"] == ["six==1.16.0"]
+    assert used["python"].startswith(here + ".") and used["requirements"].startswith("sha256:")
+    assert "built in envs/" in used["description"]
+    rebuilt = {c["window"][:4]: c for c in result["cells"]}
+    assert set(rebuilt) == {"2015", "2016"}
+    for cell in rebuilt.values():
+        assert cell["metrics"]["trained_until"] == "2013-12-31" and not cell["error"]
+        assert cell["experiment"].endswith("-env") and cell["environment"]["rebuilt"] is True
+    assert rebuilt["2015"]["metrics"]["score"] == 2.1
+    shown = json.loads(ws.canon("exp", "show", "--json").stdout)
+    recorded = next(e for e in shown if e["name"] == rebuilt["2015"]["experiment"])
+    assert recorded["environment"]["packages"] == ["six==1.16.0"]  # the provenance
+    assert not any(
+        line.startswith("train") for line in Path(env["RAN_LOG"]).read_text().split("\n")
+    )
+
+    # --data: the model restored, the data swapped, what reads it runs in the venv too
+    swapped = ws.canon(
+        "backtest",
+        "--model",
+        rev,
+        "--data",
+        "bonus",
+        "--window",
+        "2015-01-01..2015-12-31",
+        "--env",
+        "rebuild",
+        "--json",
+        env=env,
+        timeout=300,
+    )
+    assert swapped.returncode == 0, swapped.stdout + swapped.stderr
+    (cell,) = json.loads(swapped.stdout)["cells"]
+    assert cell["experiment"].endswith("-env") and cell["environment"]["rebuilt"] is True
+    assert cell["metrics"]["score"] == 2.1, cell
+    assert _probes(probe_log)[2:] == [{"prefix": str(built[0]), "six": "1.16.0"}]
+    probe_log.write_text("".join(json.dumps(p) + "\n" for p in _probes(probe_log)[:2]))
+
+    # again: the cells are reused (nothing runs), and so is the venv
+    again = backtest("rebuild")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(_probes(probe_log)) == 2
+    assert f"model {rev} ran in {rev}'s environment (requirements.lock: " in again.stdout
+    assert "reused in envs/" in again.stdout
+
+    # --env current: other experiments (not the rebuilt ones reused), canon's environment
+    current = backtest("current", "--json")
+    assert current.returncode == 0, current.stdout + current.stderr
+    result = json.loads(current.stdout)
+    assert result["environments"][rev]["rebuilt"] is False
+    assert "--env current" in result["environments"][rev]["description"]
+    for cell in result["cells"]:
+        assert cell["experiment"] == rebuilt[cell["window"][:4]]["experiment"].removesuffix("-env")
+        assert cell["environment"]["rebuilt"] is False
+        assert cell["metrics"] == rebuilt[cell["window"][:4]]["metrics"]
+    ran = _probes(probe_log)[2:]
+    assert len(ran) == 2, ran  # they ran: the rebuilt cells' outputs were not restored
+    assert all(p["prefix"] != str(built[0]) and p["six"] != "1.16.0" for p in ran), ran
+
+    # a model whose commit declares a Python this machine lacks: exit 2 before any cell
+    ws.declare(
+        stages,
+        params="params.yaml",
+        data={"bonus": {"source": "data/bonus.txt"}},
+        environment={"python": "3.4", "requirements": "requirements.lock"},
+    )
+    assert ws.canon("apply", env=env).returncode == 0
+    old = _commit(ws, "declares a Python this machine lacks")
+    probes = len(_probes(probe_log))  # the apply ran evaluate (another key)
+    before = subprocess.run(
+        ["git", "for-each-ref", "refs/canon/exps/"], cwd=ws.root, capture_output=True, text=True
+    ).stdout
+    missing = ws.canon(
+        "backtest",
+        "--model",
+        f"{rev},{old}",
+        "--window",
+        "2017-01-01..2017-12-31",
+        "--env",
+        "rebuild",
+        env=env,
+    )
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert "declares Python 3.4, and no python3.4 is on PATH" in missing.stderr
+    assert "--env current" in missing.stderr and "Traceback" not in missing.stderr
+    assert len(_probes(probe_log)) == probes  # no cell ran, not even the first model's
+    after = subprocess.run(
+        ["git", "for-each-ref", "refs/canon/exps/"], cwd=ws.root, capture_output=True, text=True
+    ).stdout
+    assert after == before

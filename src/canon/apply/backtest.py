@@ -24,6 +24,19 @@ from the cache, from its model image (with the image's digest), or rebuilt
 from its commit (and why its image could not give it: not in
 ``.canon/images``), and whether its commit recorded an image (one built
 before images existed did not).
+
+``--env rebuild`` runs each model's cells in its commit's declared environment
+(``environment: {python, requirements}``) rebuilt: a venv of the declared
+Python with the commit's requirements lock installed (``executors/venv.py``,
+kept under ``.canon/envs/`` by the lock's digest), built or reused once per
+model before any cell runs; a declared Python this machine lacks fails the
+back-test then. Such cells share the object cache but not the run cache (what
+it holds under a stage's key may have run in another environment), and are
+named ``...-env`` so that a cell recorded in the current environment is not
+taken for one rebuilt, nor the other way round. A commit that pins no
+requirements lock runs in the current environment, as with ``--env current``
+(the default). Every cell records the environment it ran in (``environment``
+in its experiment's info), and each model's line says it.
 """
 
 from __future__ import annotations
@@ -47,7 +60,7 @@ from canon.apply.backtest_data import (
 from canon.apply.experiments import ExperimentSpec, run_experiment
 from canon.apply.modelimage import Primed, prime_from_image
 from canon.errors import CanonError
-from canon.events import Emit, discard
+from canon.events import Emit, Notice, discard
 from canon.executors.local import sharing_cores
 from canon.stores.exprefs import ExperimentError, ExperimentRefs, resolve_commit
 from canon.stores.lockfile import parse_lock
@@ -82,6 +95,7 @@ class Cell:
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     obtained: str = ""  # how the model was obtained (cache / model image / rebuilt)
+    environment: dict[str, Any] = field(default_factory=dict)  # what the cell ran in
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,12 @@ class Backtest:
     windows: tuple[str, ...]  # column labels
     cells: tuple[Cell, ...]
     images: dict[str, dict[str, str]] = field(default_factory=dict)  # model -> image digests
+    environments: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> used
+
+    def environment(self, model: str) -> str:
+        """The environment ``model``'s cells ran in, as the output says it."""
+        used = self.environments.get(model) or {}
+        return str(used.get("description") or "the current environment")
 
     def cell(self, model: str, window: str) -> Cell | None:
         return next((c for c in self.cells if c.model == model and c.window == window), None)
@@ -112,6 +132,7 @@ class Backtest:
             "windows": list(self.windows),
             "cells": [c.__dict__ for c in self.cells],
             "obtained": {m: self.obtained(m) for m in self.models},
+            "environments": {m: self.environments.get(m) for m in self.models},
         }
 
 
@@ -130,14 +151,17 @@ def _safe(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in text)
 
 
-def _name(commit: str, column: Column, slot: str | None) -> str:
+def _name(commit: str, column: Column, slot: str | None, rebuilt: bool = False) -> str:
+    """The cell's experiment name; ``-env`` at the end when it runs in its commit's
+    rebuilt environment (a cell recorded in the current one is another cell)."""
     parts = [f"bt-{commit[:8]}"]
     if column.data is not None:
         digest = str(column.data.record.content.digest).removeprefix("sha256:")
         parts.append(f"{_safe(slot or column.data.name)}-{digest[:8]}")
     if column.window is not None:
         parts.append(_safe(f"{column.window.start}-{column.window.end}"))
-    return "-".join(parts)[:100]
+    suffix = "-env" if rebuilt else ""
+    return "-".join(parts)[: 100 - len(suffix)] + suffix
 
 
 def _obtained(info: dict[str, Any], model_stage: str) -> str:
@@ -160,6 +184,63 @@ def _provenance(tree: Path, *, model_stage: str, primed: Primed) -> dict[str, An
     return {"backtest": {"model_stage": model_stage, **primed.info()}}
 
 
+def _with_environment(
+    tree: Path, *, inner: Callable[[Path], Any] | None, environment: dict[str, Any]
+) -> dict[str, Any]:
+    """A cell's ``prepare``: ``inner``'s, and the environment the cell runs in."""
+    extra = dict(inner(tree)) if inner is not None else {}
+    return {**extra, "environment": environment}
+
+
+def environment_of(
+    root: Path, commit: str, rev: str, mode: str, profile: str | None, emit: Emit
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The environment ``rev``'s cells run in (as recorded) and what their stages'
+    environment gets: ``mode`` "rebuild", its commit's declared one rebuilt (a venv,
+    built or reused now: a declared Python not here raises EnvironmentBuildError);
+    "current", or a commit that pins no requirements lock, the current one."""
+    import platform
+
+    here = platform.python_version()
+    current: dict[str, Any] = {"rebuilt": False, "python": here, "requirements": None}
+    if mode == "current":
+        note = f"the current environment (--env current; Python {here})"
+        return {**current, "description": note, "packages": [], "problems": []}, {}
+    from canon.apply.experiments import worktree
+    from canon.declare.memo import load_project_memoised
+    from canon.executors import venv
+
+    with worktree(root, commit, "bt-env", share=()) as tree:
+        declared = load_project_memoised(tree, profile=profile).environment
+        label = declared.requirements
+        if label is None:
+            note = f"the current environment ({rev} pins no requirements lock; Python {here})"
+            if declared.python and not venv.matches(here, declared.python):
+                note += f", not the declared Python {declared.python}"
+            emit(Notice(f"{rev}: {note}"))
+            return {**current, "description": note, "packages": [], "problems": []}, {}
+        try:
+            lock = (tree / label).read_bytes()
+        except OSError as exc:
+            raise ExperimentError(
+                f"{rev}: environment.requirements {label} cannot be read: {exc.strerror or exc}",
+                hint="its commit must contain the lock it declares; or pass --env current",
+            ) from exc
+    emit(Notice(f"rebuilding {rev}'s environment: Python {declared.python or here} + {label}"))
+    built = venv.ensure(root / ".canon" / "envs", declared.python, lock, label=label)
+    for problem in built.problems:
+        emit(Notice(f"{rev}'s {label} is incomplete: {problem}"))
+    used = {
+        "rebuilt": True,
+        "description": f"{rev}'s environment ({label}: {built.describe()})",
+        "python": built.python,
+        "requirements": built.requirements,
+        "packages": list(built.packages),
+        "problems": list(built.problems),
+    }
+    return used, built.stage_env()
+
+
 def backtest(
     root: Any,
     models: Sequence[str],
@@ -171,6 +252,7 @@ def backtest(
     emit: Emit,
     jobs: int = 1,
     model_stage: str | None = None,
+    env: str = "current",
 ) -> Backtest:
     if not models or not (windows or data):
         raise ExperimentError(
@@ -190,6 +272,7 @@ def backtest(
     existing = set(refs.names())
     work: list[tuple[str, Column, ExperimentSpec, Callable[[Path], Any] | None]] = []
     images: dict[str, dict[str, str]] = {}
+    environments: dict[str, dict[str, Any]] = {}
     stage = model_stage or "train"
     for rev in models:
         commit = resolve_commit(root, rev)
@@ -205,6 +288,9 @@ def backtest(
             stage = model_stage_of(list(state.stages), model_stage, rev)
         # model files the cache lacks: from the model image the commit recorded, if it has them
         primed = prime_from_image(root, state, stage)
+        # its environment: rebuilt (or reused) once, before any cell runs
+        used, stage_env = environment_of(root, commit, rev, env, profile, emit)
+        environments[rev] = used
         for column in columns:
             overrides = (
                 {window_params[0]: column.window.start, window_params[1]: column.window.end}
@@ -224,14 +310,17 @@ def backtest(
                     swaps={slot: column.data},
                     emit=discard,
                     primed=primed,
+                    stage_env=stage_env,
                 )
-            spec = ExperimentSpec(_name(commit, column, slot), overrides, commit, profile, 1)
+            prepare = partial(_with_environment, inner=prepare, environment=used)
+            name = _name(commit, column, slot, rebuilt=used["rebuilt"])
+            spec = ExperimentSpec(name, overrides, commit, profile, 1, stage_env=stage_env)
             work.append((rev, column, spec, prepare))
 
     def one(item: tuple[str, Column, ExperimentSpec, Callable[[Path], Any] | None]) -> Cell:
         rev, column, spec, prepare = item
         try:
-            # recorded before (same commit, same column): reuse it
+            # recorded before (same commit, same column, same environment): reuse it
             if spec.name in existing:
                 exp = refs.get(spec.name)
             else:
@@ -242,6 +331,7 @@ def backtest(
                 spec.name,
                 dict(exp.metrics),
                 obtained=_obtained(dict(exp.info), stage),
+                environment=_environment_recorded(dict(exp.info)),
             )
         except CanonError as exc:
             return Cell(rev, column.label, spec.name, {}, exc.message)
@@ -249,4 +339,13 @@ def backtest(
     # parallel cells share the cores: each stage's numeric libraries get cores // N threads
     with sharing_cores(min(jobs, len(work))), ThreadPoolExecutor(max(1, jobs)) as pool:
         cells = tuple(pool.map(one, work))
-    return Backtest(tuple(models), tuple(c.label for c in columns), cells, images)
+    return Backtest(tuple(models), tuple(c.label for c in columns), cells, images, environments)
+
+
+def _environment_recorded(info: dict[str, Any]) -> dict[str, Any]:
+    """The environment a cell's experiment recorded; one recorded before environments
+    were (``-env`` cells always record theirs) ran in the environment of its day."""
+    found = info.get("environment")
+    if isinstance(found, dict):
+        return found
+    return {"rebuilt": False, "description": "the current environment (not recorded)"}

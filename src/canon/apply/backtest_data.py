@@ -147,14 +147,23 @@ def swap_in(
     swaps: Mapping[str, DataChoice],
     emit: Emit,
     primed: Primed | None = None,
+    stage_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Steps 1-3 of the module docstring in the worktree ``tree``; the provenance.
-    ``primed``: what ``prime_from_image`` put into the cache for the model stage."""
+    ``primed``: what ``prime_from_image`` put into the cache for the model stage;
+    ``stage_env``: the stages' environment (the model commit's rebuilt venv), as the
+    experiment's own apply gets it (a model stage that must re-run runs there too)."""
+    from canon.apply.outcomes import ApplyOptions
     from canon.apply.session import run_apply
     from canon.stores.lockfile import read_lock, write_lock
 
     result = run_apply(
-        tree, profile=profile, targets=[model_stage], emit=emit, argv=["canon", "backtest"]
+        tree,
+        profile=profile,
+        targets=[model_stage],
+        options=ApplyOptions(stage_env=dict(stage_env or {})),
+        emit=emit,
+        argv=["canon", "backtest"],
     )
     outcome = next((o for o in result.outcomes if o.name == model_stage), None)
     if not result.ok or outcome is None:

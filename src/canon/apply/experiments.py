@@ -64,6 +64,10 @@ class ExperimentSpec:
     use_run_cache: bool = True
     # base is a snapshot of uncommitted workspace changes: {"head": ..., "files": [...]}
     workspace: Mapping[str, Any] | None = None
+    # added to every stage's environment (a back-test in its model commit's rebuilt venv:
+    # ``executors/venv.py``). Set, the run cache is not shared: what it holds under a
+    # stage's key may have run in another environment (the key names the declared one)
+    stage_env: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -396,7 +400,8 @@ def run_experiment(
             )
 
     started = time.time()
-    with worktree(root, commit, spec.name, meanwhile=meanwhile) as tree:
+    share = ("cache",) if spec.stage_env else SHARED
+    with worktree(root, commit, spec.name, share=share, meanwhile=meanwhile) as tree:
         from canon.apply.outcomes import ApplyOptions
         from canon.apply.session import run_apply
 
@@ -412,7 +417,7 @@ def run_experiment(
             tree,
             profile=spec.profile,
             targets=targets,
-            options=ApplyOptions(jobs=spec.jobs),
+            options=ApplyOptions(jobs=spec.jobs, stage_env=dict(spec.stage_env)),
             emit=_lock_committed_here(emit),
             argv=["canon", "exp", "run", spec.name],
             worktree_of=commit,
@@ -471,10 +476,20 @@ def _lock_summary(tree: Path, profile: str) -> dict[str, Any]:
         state = read_lock(tree).state(profile)
     except CanonError:
         return {}
-    summary: dict[str, Any] = {
-        "datasets": {n: str(d.content.digest) for n, d in state.data.items()},
-        "stage_keys": {n: str(s.key) for n, s in state.stages.items()},
+    return {**provenance_of(state), "stage_keys": {n: str(s.key) for n, s in state.stages.items()}}
+
+
+def provenance_of(state: ProfileState) -> dict[str, Any]:
+    """What a run came from, as its lock records it: the dataset pins (and, for a
+    declared subset, the pin it was taken from) and the images (the base included)."""
+    out: dict[str, Any] = {"datasets": {n: str(d.content.digest) for n, d in state.data.items()}}
+    subsets = {
+        n: {"of": d.subset_of.name, "digest": str(d.subset_of.digest)}
+        for n, d in state.data.items()
+        if d.subset_of is not None
     }
-    if state.images:  # the images the base commit's lock records (provenance)
-        summary["images"] = {n: str(i.digest) for n, i in state.images.items()}
-    return summary
+    if subsets:
+        out["subsets"] = subsets
+    if state.images:  # the images the base commit's lock records
+        out["images"] = {n: str(i.digest) for n, i in state.images.items()}
+    return out

@@ -53,6 +53,16 @@ from canon.interfaces.cli.commands._common import profile_of, root_of
     metavar="FROM_KEY,UNTIL_KEY",
     help="The params that select the evaluation window.",
 )
+@click.option(
+    "--env",
+    "env",
+    type=click.Choice(["current", "rebuild"]),
+    default="current",
+    show_default=True,
+    help="current: every cell runs in the environment canon runs in; rebuild: each "
+    "model's cells run in its commit's declared environment, rebuilt (a venv of the "
+    "declared Python with its requirements lock installed, kept in .canon/envs/).",
+)
 @click.option("--metric", default=None, help="Metric shown in the table (default: the first).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None)
 @click.option("--json", "as_json", is_flag=True)
@@ -65,11 +75,16 @@ def command(
     model_stage: str | None,
     window_params: str,
     metric: str | None,
+    env: str,
     jobs: int | None,
     as_json: bool,
 ) -> int:
     from canon.apply.backtest import backtest, parse_window
-    from canon.events import discard
+    from canon.events import Event, Notice
+
+    def notices(event: Event) -> None:  # on stderr: --json keeps stdout one document
+        if isinstance(event, Notice):
+            click.echo(f"note: {event.message}", err=True)
 
     keys = [k.strip() for k in window_params.split(",")]
     if len(keys) != 2 or not all(keys):
@@ -83,8 +98,9 @@ def command(
         model_stage=model_stage,
         window_params=(keys[0], keys[1]),
         profile=profile_of(ctx),
-        emit=discard,
+        emit=notices,
         jobs=jobs or os.cpu_count() or 1,
+        env=env,
     )
     if as_json:
         click.echo(json.dumps(result.to_dict(), default=str))
@@ -103,6 +119,7 @@ def command(
         click.echo(row)
     for rev in result.models:
         click.echo(f"model {rev}: {result.obtained(rev)}")
+        click.echo(f"model {rev} ran in {result.environment(rev)}")
     for c in result.cells:
         if c.error:
             click.echo(f"{c.model} on {c.window}: {c.error}", err=True)
