@@ -130,6 +130,15 @@ def test_reproduce_fetches_pinned_data_missing_from_the_cache_from_the_remote(
     assert [(s["stage"], s["verdict"]) for s in report["stages"]] == [("use", "identical")]
     notices = [json.loads(line).get("message", "") for line in lines[:-1]]
     assert "fetching the pins of data.d from remote store" in notices
+    # provenance: the pin it ran on, in the report and the ledger
+    pinned = yaml.safe_load(subprocess.run(["git", "show", f"{rev}:canon.lock"], cwd=ws.root,
+                                           capture_output=True, text=True, check=True).stdout)
+    (state,) = pinned["profiles"].values()
+    digest = state["data"]["d"]["digest"]
+    assert report["provenance"]["datasets"] == {"d": digest}
+    db = sqlite3.connect(ws.root / ".canon" / "ledger.db")
+    assert db.execute("SELECT status, key FROM stage_runs WHERE stage = 'data.d'").fetchall() == [
+        ("input", digest)]
 
 
 PROBE = """

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from canon.declare.memo import MEMO
 from canon.declare.overrides import overrides_key
@@ -45,6 +45,9 @@ from canon.stores.exprefs import (
     git_wait,
     resolve_commit,
 )
+
+if TYPE_CHECKING:
+    from canon.stores.records import ProfileState
 
 WORKTREES = Path(".canon") / "exps" / "wt"
 # .canon/ entries a worktree shares with the main workspace: objects and the run cache.

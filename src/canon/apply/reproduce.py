@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from canon.apply.experiments import failures, flatten, stages_only, worktree
+from canon.apply.experiments import failures, flatten, provenance_of, stages_only, worktree
 from canon.apply.images import ImageComparison
 from canon.declare.project import Project
 from canon.errors import CanonError, StageFailedError
@@ -102,6 +102,8 @@ class Reproduction:
     stages: tuple[StageVerdict, ...]
     environment: EnvironmentUsed | None = None
     images: tuple[ImageComparison, ...] = ()  # with --images
+    # what REV's lock says it came from: dataset pins (subsets' parents), images
+    provenance: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -116,6 +118,7 @@ class Reproduction:
             "ok": self.ok,
             "stages": [s.to_dict() for s in self.stages],
             "environment": self.environment.to_dict() if self.environment else None,
+            "provenance": dict(self.provenance),
             "images": [
                 {
                     "name": i.name,
@@ -249,7 +252,9 @@ def reproduce(
             for name, rec in sorted(recorded.stages.items())
         )
         rebuilt = _rebuild_images(root, tree, rev, profile, recorded, emit) if images else ()
-    report = Reproduction(rev, commit, project.profile or "", verdicts, used, rebuilt)
+    report = Reproduction(
+        rev, commit, project.profile or "", verdicts, used, rebuilt, provenance_of(recorded)
+    )
     _record(root, report, now.stages, Ledger)
     return report
 
@@ -354,6 +359,20 @@ def _record(
                 reason=f"environment: {report.environment.description}"
                 if report.environment
                 else None,
+            )
+        subsets = report.provenance.get("subsets") or {}
+        for name, digest in sorted((report.provenance.get("datasets") or {}).items()):
+            parent = subsets.get(name)
+            ledger.record_stage(
+                apply_id,
+                stage=f"data.{name}",
+                action="reproduce",
+                status="input",
+                key=digest,
+                outputs={"digest": digest, **({"subset_of": parent["of"]} if parent else {})},
+                duration=0.0,
+                exit_code=None,
+                reason=f"subset of {parent['of']} {parent['digest']}" if parent else None,
             )
         for image in report.images:
             ledger.record_stage(

@@ -80,6 +80,10 @@ def command(
         click.echo(f"reproduce {rev} ({report.commit[:12]}, profile {report.profile}):")
         if report.environment is not None:
             click.echo(f"  in {report.environment.description}")
+        pins = report.provenance.get("datasets") or {}
+        if pins:
+            shown = ", ".join(f"{n} {d[:19]}…" for n, d in sorted(pins.items()))
+            click.echo(f"  on the data its lock pins: {shown}")
         for s in report.stages:
             click.echo(f"  {s.stage:<20} {s.verdict}")
             for f in s.files:
