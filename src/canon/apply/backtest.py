@@ -196,49 +196,22 @@ def environment_of(
     root: Path, commit: str, rev: str, mode: str, profile: str | None, emit: Emit
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The environment ``rev``'s cells run in (as recorded) and what their stages'
-    environment gets: ``mode`` "rebuild", its commit's declared one rebuilt (a venv,
-    built or reused now: a declared Python not here raises EnvironmentBuildError);
-    "current", or a commit that pins no requirements lock, the current one."""
-    import platform
+    environment gets (``apply/environment.py``), its declaration read at ``commit``."""
+    from canon.apply.environment import environment_for
+    from canon.declare.project import EnvironmentSpec
 
-    here = platform.python_version()
-    current: dict[str, Any] = {"rebuilt": False, "python": here, "requirements": None}
     if mode == "current":
-        note = f"the current environment (--env current; Python {here})"
-        return {**current, "description": note, "packages": [], "problems": []}, {}
+        used, stage_env = environment_for(root, root, EnvironmentSpec(None, None), rev, mode, emit)
+        return used.to_dict(), stage_env
     from canon.apply.experiments import worktree
     from canon.declare.memo import load_project_memoised
-    from canon.executors import venv
 
     with worktree(root, commit, "bt-env", share=()) as tree:
         declared = load_project_memoised(tree, profile=profile).environment
-        label = declared.requirements
-        if label is None:
-            note = f"the current environment ({rev} pins no requirements lock; Python {here})"
-            if declared.python and not venv.matches(here, declared.python):
-                note += f", not the declared Python {declared.python}"
-            emit(Notice(f"{rev}: {note}"))
-            return {**current, "description": note, "packages": [], "problems": []}, {}
-        try:
-            lock = (tree / label).read_bytes()
-        except OSError as exc:
-            raise ExperimentError(
-                f"{rev}: environment.requirements {label} cannot be read: {exc.strerror or exc}",
-                hint="its commit must contain the lock it declares; or pass --env current",
-            ) from exc
-    emit(Notice(f"rebuilding {rev}'s environment: Python {declared.python or here} + {label}"))
-    built = venv.ensure(root / ".canon" / "envs", declared.python, lock, label=label)
-    for problem in built.problems:
-        emit(Notice(f"{rev}'s {label} is incomplete: {problem}"))
-    used = {
-        "rebuilt": True,
-        "description": f"{rev}'s environment ({label}: {built.describe()})",
-        "python": built.python,
-        "requirements": built.requirements,
-        "packages": list(built.packages),
-        "problems": list(built.problems),
-    }
-    return used, built.stage_env()
+        used, stage_env = environment_for(root, tree, declared, rev, mode, emit)
+    if not used.rebuilt:
+        emit(Notice(f"{rev}: {used.description}"))
+    return used.to_dict(), stage_env
 
 
 def backtest(

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from canon.apply.environment import EnvironmentUsed, environment_for
 from canon.apply.experiments import failures, flatten, provenance_of, stages_only, worktree
 from canon.apply.images import ImageComparison
 from canon.declare.project import Project
@@ -69,28 +70,6 @@ class StageVerdict:
             "files": list(self.files),
             "metrics": {k: list(v) for k, v in self.metrics.items()},
             "deterministic": self.deterministic,
-        }
-
-
-@dataclass(frozen=True)
-class EnvironmentUsed:
-    """The environment REV's stages ran in."""
-
-    rebuilt: bool  # REV's lock installed into a venv (else: the current environment)
-    description: str
-    python: str
-    requirements: str | None = None  # the lock's digest
-    packages: tuple[str, ...] = ()
-    problems: tuple[str, ...] = ()  # what the lock's packages require and it lacks
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "rebuilt": self.rebuilt,
-            "description": self.description,
-            "python": self.python,
-            "requirements": self.requirements,
-            "packages": list(self.packages),
-            "problems": list(self.problems),
         }
 
 
@@ -220,7 +199,7 @@ def reproduce(
                 hint="pass the profile it was applied with: canon --profile NAME reproduce",
             )
         _fetch_missing_pins(tree, project, recorded, profile, emit)
-        used, stage_env = _environment(root, tree, project, rev, env, emit)
+        used, stage_env = environment_for(root, tree, project.environment, rev, env, emit)
         result = run_apply(
             tree,
             profile=profile,
@@ -234,7 +213,7 @@ def reproduce(
             failed = failures(root, tree, f"reproduce-{commit[:12]}", result.outcomes)
             raise StageFailedError(
                 f"{rev}: a stage failed when run again in {used.description}: {failed[:300]}",
-                hint=_failure_hint(used),
+                hint=used.failure_hint(),
             )
         now = read_lock(tree).state(project.profile)
         store = ObjectStore(root / ".canon" / "cache")
@@ -271,53 +250,6 @@ def _rebuild_images(
     names = tuple(sorted(recorded.images))
     compared = compare_images(tree, profile=profile, names=names, emit=emit, layout=layout_of(root))
     return tuple(compared)
-
-
-def _failure_hint(used: EnvironmentUsed) -> str:
-    if used.problems:
-        return (
-            f"its lock is incomplete ({'; '.join(used.problems)[:200]}): add what is missing "
-            "and commit, or pass --env current to run in this environment"
-        )
-    if used.rebuilt:
-        return "see the stage's log: a package the stage needs may be missing from the lock"
-    return "see the stage's log; the environment may have changed since"
-
-
-def _environment(
-    root: Path, tree: Path, project: Project, rev: str, mode: str, emit: Emit
-) -> tuple[EnvironmentUsed, dict[str, str]]:
-    """REV's environment, rebuilt (a venv of its lock), or the current one; and what
-    the stages' environment gets to run in it."""
-    import platform
-
-    from canon.executors import venv
-
-    declared = project.environment
-    here = platform.python_version()
-    if mode == "current" or declared.requirements is None:
-        why = "--env current" if mode == "current" else f"{rev} pins no requirements lock"
-        note = f"the current environment ({why}; Python {here})"
-        if declared.python and not venv.matches(here, declared.python):
-            note += f", not the declared Python {declared.python}"
-        return EnvironmentUsed(False, note, here), {}
-    label = declared.requirements
-    try:
-        lock = (tree / label).read_bytes()
-    except OSError as exc:
-        raise ExperimentError(
-            f"{rev}: environment.requirements {label} cannot be read: {exc.strerror or exc}",
-            hint="its commit must contain the lock it declares; or pass --env current",
-        ) from exc
-    emit(Notice(f"rebuilding {rev}'s environment: Python {declared.python or here} + {label}"))
-    built = venv.ensure(root / ".canon" / "envs", declared.python, lock, label=label)
-    described = f"{rev}'s environment ({label}: {built.describe()})"
-    for problem in built.problems:
-        emit(Notice(f"{rev}'s {label} is incomplete: {problem}"))
-    used = EnvironmentUsed(
-        True, described, built.python, built.requirements, built.packages, built.problems
-    )
-    return used, built.stage_env()
 
 
 def _fetch_missing_pins(
