@@ -22,6 +22,7 @@ __all__ = [
     "credential_problem",
     "has_userinfo",
     "redact",
+    "redact_text",
     "scheme_of",
 ]
 
@@ -130,3 +131,11 @@ def credential_problem(url: str) -> str | None:
             if value and _SECRET_QUERY.search(key):
                 return f"{redact(url)} has a credential in its query ({key}=…)"
     return None
+
+
+_IN_TEXT = re.compile(r"\S+://\S+")
+
+
+def redact_text(text: str) -> str:
+    """``text`` (a tool's message) with every URL in it ``redact``ed."""
+    return _IN_TEXT.sub(lambda m: redact(m.group()), text)

@@ -64,7 +64,7 @@ def _roots(root: Path, project: Project, targets: Sequence[str]) -> list[Root]:
     return lock_roots(state, targets)
 
 
-def _transfer(
+def transfer_for(
     root: Path, project: Project, remote_name: str | None, jobs: int | None, emit: Emit
 ) -> Transfer:
     spec = choose_remote(project, remote_name)
@@ -85,7 +85,7 @@ def run_push(
 ) -> TransferResult:
     project = load_project_memoised(root, profile=profile)
     roots = _roots(root, project, targets)
-    return _transfer(root, project, remote, jobs, emit).push(roots)
+    return transfer_for(root, project, remote, jobs, emit).push(roots)
 
 
 def run_fetch(
@@ -99,7 +99,7 @@ def run_fetch(
 ) -> TransferResult:
     project = load_project_memoised(root, profile=profile)
     roots = _roots(root, project, targets)
-    return _transfer(root, project, remote, jobs, emit).fetch(roots)
+    return transfer_for(root, project, remote, jobs, emit).fetch(roots)
 
 
 def run_pull(
@@ -116,7 +116,7 @@ def run_pull(
 ) -> TransferResult:
     project = load_project_memoised(root, profile=profile)
     roots = _roots(root, project, targets)
-    transfer = _transfer(root, project, remote, jobs, emit)
+    transfer = transfer_for(root, project, remote, jobs, emit)
     with RepoLock(root / STATE_DIR / "apply.lock") as lock:
         lock.acquire(argv, wait=wait)
         with Workspace(root) as ws:

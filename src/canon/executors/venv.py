@@ -32,7 +32,6 @@ import importlib.util
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -44,11 +43,10 @@ from pathlib import Path
 from canon.digest import hash_bytes, hex_of
 from canon.errors import EnvironmentBuildError
 from canon.stores.atomic import atomic_write
-from canon.urls import redact
+from canon.urls import redact_text
 
 MARKER = "canon-env.json"
 FORMAT = 1
-_URL = re.compile(r"\S+://\S+")
 
 
 @dataclass(frozen=True)
@@ -185,7 +183,7 @@ def _run(cmd: list[str], what: str, label: str) -> None:
         raise EnvironmentBuildError(f"{what}: {exc.strerror or exc}") from exc
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-6:])
-        tail = _URL.sub(lambda m: redact(m.group()), tail)  # an index URL may carry a token
+        tail = redact_text(tail)  # an index URL may carry a token
         raise EnvironmentBuildError(
             f"could not rebuild the environment ({what}, exit {done.returncode}):\n{tail}",
             hint=f"every package in {label or 'the lock'} must be pinned and installable "

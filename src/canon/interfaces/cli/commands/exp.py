@@ -389,3 +389,13 @@ def plot(
     path = plot_metric(exps, metric, x_key, out or root / ".canon" / "plots" / f"{metric}.png")
     click.echo(str(path.resolve()))
     return 0
+
+
+def _sharing() -> None:
+    from canon.interfaces.cli.commands.exp_sync import pull, push
+
+    command.add_command(push)
+    command.add_command(pull)
+
+
+_sharing()
