@@ -240,3 +240,24 @@ def test_a_killed_queue_loses_no_finished_experiment(
     assert "cleared 4 queue entries" in ws.canon("exp", "queue", "clear", "--queued").stdout
     assert ws.canon("exp", "queue", "status").stdout.strip() == "The queue is empty."
     assert git(ws.root, "worktree", "list").count("\n") == 1  # left-over worktrees pruned
+
+
+def test_queue_start_reports_each_experiments_progress(
+    proj: tuple[Workspace, dict[str, str]],
+) -> None:
+    ws, env = proj
+    q = ws.canon("exp", "run", "-S", "train.lr=choice(0.2,0.4)", "--queue", "--name", "p")
+    assert q.returncode == 0, q.stdout + q.stderr
+    out = ws.canon("exp", "queue", "start", "-j", "2", "--json", env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    progress = [(e["name"], e["stage"], e["status"])
+                for e in events if e["event"] == "ExperimentProgress"]
+    names = sorted({n for n, _, _ in progress})
+    assert len(names) == 2
+    for name in names:
+        mine = [(stage, status) for n, stage, status in progress if n == name]
+        assert mine == [("", "started"), ("train", "running"), ("train", "ran")]
+    finished = {e["name"]: e for e in events if e["event"] == "ExperimentFinished"}
+    assert sorted(finished) == names
+    assert {round(e["metrics"]["acc"], 6) for e in finished.values()} == {0.9}

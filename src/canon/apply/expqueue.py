@@ -10,6 +10,11 @@ Workers are threads of this process running ``run_experiment`` (each in its
 own worktree, each stage its own child process), or tasks on a Dask
 distributed cluster (``executor="dask://HOST:PORT"``) that run the same
 function on the workers, with Dask's retries when a worker dies.
+
+Progress: local workers report each experiment's start and each of its stages
+(``ExperimentProgress``, tagged with the experiment's name, from the worker
+threads); every worker reports each experiment's end (``ExperimentFinished``,
+with its metrics). Dask tasks run in other processes: only their ends are seen.
 """
 
 from __future__ import annotations
@@ -20,13 +25,13 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from canon.apply.experiments import ExperimentSpec, prune_worktrees, run_experiment
 from canon.errors import CanonError
-from canon.events import Emit, Event, Notice
+from canon.events import Emit, Event, Notice, StageFinished, StageStarted, discard
 from canon.executors.local import sharing_cores
 from canon.stores.atomic import atomic_write
 
@@ -41,6 +46,35 @@ class ExperimentFinished(Event):
     commit: str | None
     message: str
     duration: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExperimentProgress(Event):
+    """A local worker's experiment: ``stage`` "" and status "started" when it starts,
+    then each stage as it starts ("running", "restoring") and ends (its status)."""
+
+    name: str
+    stage: str
+    status: str
+
+
+def progress_of(name: str, emit: Emit) -> Emit:
+    """An experiment's stage events, told to ``emit`` as ``ExperimentProgress``."""
+
+    def forward(event: Event) -> None:
+        if isinstance(event, ExperimentProgress):
+            emit(event)
+        elif isinstance(event, StageStarted):
+            emit(
+                ExperimentProgress(
+                    name, event.name, "running" if event.action == "run" else "restoring"
+                )
+            )
+        elif isinstance(event, StageFinished):
+            emit(ExperimentProgress(name, event.name, event.status))
+
+    return forward
 
 
 @dataclass(frozen=True)
@@ -126,7 +160,7 @@ class ExperimentQueue:
 
             pool: Any = DaskPool(executor, workers_hint=jobs)
         else:
-            pool = ThreadPool(jobs)
+            pool = ThreadPool(jobs, lambda name: progress_of(name, emit))
         results: list[ExperimentFinished] = []
         emit(Notice(f"running {len(claimed)} queued experiment(s), {jobs} at a time"))
         # local workers share this machine's cores: their stages' numeric libraries get
@@ -144,6 +178,7 @@ class ExperimentQueue:
                         commit=outcome["commit"] if ok else None,
                         message="" if ok else str(outcome),
                         duration=float(outcome.get("duration", 0.0)) if ok else 0.0,
+                        metrics=dict(outcome.get("metrics") or {}) if ok else {},
                     )
                     left -= 1
                     if not executor:
@@ -156,29 +191,32 @@ class ExperimentQueue:
         return results
 
 
-def run_queued(root: str, raw: dict[str, Any]) -> dict[str, Any]:
+def run_queued(root: str, raw: dict[str, Any], emit: Emit = discard) -> dict[str, Any]:
     """One queued experiment, as a plain function (picklable for Dask workers)."""
-    from canon.events import discard
-
     spec = ExperimentSpec.from_dict(raw)
     start = time.monotonic()
-    exp = run_experiment(Path(root), spec, discard)
-    return {"commit": exp.commit, "duration": round(time.monotonic() - start, 3)}
+    exp = run_experiment(Path(root), spec, emit)
+    return {
+        "commit": exp.commit,
+        "duration": round(time.monotonic() - start, 3),
+        "metrics": dict(exp.metrics),
+    }
 
 
 class ThreadPool:
     """Local workers: threads, each running one experiment (its stages are processes)."""
 
-    def __init__(self, jobs: int) -> None:
+    def __init__(self, jobs: int, progress: Callable[[str], Emit] | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+        self._progress = progress
 
     def map(
         self,
-        fn: Callable[[str, dict[str, Any]], dict[str, Any]],
+        fn: Callable[[str, dict[str, Any], Emit], dict[str, Any]],
         root: str,
         jobs: Sequence[tuple[str, dict[str, Any]]],
     ) -> Iterator[tuple[str, dict[str, Any] | str]]:
-        futures = {self._pool.submit(fn, root, raw): name for name, raw in jobs}
+        futures = {self._pool.submit(self._one, fn, root, raw): name for name, raw in jobs}
         for future in as_completed(futures):
             try:
                 yield futures[future], future.result()
@@ -186,6 +224,17 @@ class ThreadPool:
                 yield futures[future], exc.message
             except Exception as exc:  # a worker bug must not lose the other results
                 yield futures[future], f"{type(exc).__name__}: {exc}"
+
+    def _one(
+        self,
+        fn: Callable[[str, dict[str, Any], Emit], dict[str, Any]],
+        root: str,
+        raw: dict[str, Any],
+    ) -> dict[str, Any]:
+        name = str(raw.get("name", ""))
+        emit = self._progress(name) if self._progress is not None else discard
+        emit(ExperimentProgress(name, "", "started"))
+        return fn(root, raw, emit)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

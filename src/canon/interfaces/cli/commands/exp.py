@@ -174,21 +174,24 @@ def queue_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def queue_start(ctx: click.Context, jobs: int, executor: str | None, as_json: bool) -> int:
-    from canon.apply.expqueue import ExperimentFinished, ExperimentQueue
-    from canon.events import Notice
+    from canon.apply.expqueue import ExperimentQueue
 
-    def emit(event: Event) -> None:
-        if as_json:
-            print_json(event.to_dict())
-        elif isinstance(event, ExperimentFinished):
-            state = f"done {event.commit[:12]}" if event.ok and event.commit else "FAILED"
-            extra = f" {event.message}" if event.message else ""
-            click.echo(f"{event.name:<32} {state}  {event.duration:.2f}s{extra}")
-        elif isinstance(event, Notice):
-            click.echo(event.message)
+    queue = ExperimentQueue(root_of(ctx))
+    emit: Any
+    if as_json:
+        from canon.interfaces.cli.progress import JsonLines
 
-    results = ExperimentQueue(root_of(ctx)).start(jobs=jobs, emit=emit, executor=executor)
-    if not results:
+        emit = JsonLines()
+    else:
+        from canon.interfaces.cli.queueview import QueueView
+
+        waiting = [e for e in queue.entries() if e.state in ("queued", "running")]
+        emit = QueueView(((e.spec.name, _overrides(e.spec.overrides)) for e in waiting), live=True)
+    try:
+        results = queue.start(jobs=jobs, emit=emit, executor=executor)
+    finally:
+        emit.close()
+    if not results and not as_json:
         click.echo("The queue is empty.")
     return 0 if all(r.ok for r in results) else 1
 
