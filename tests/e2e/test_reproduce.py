@@ -206,10 +206,11 @@ def test_reproduce_rebuilds_the_declared_environment_once_and_reuses_it(
     assert _probes(probe_log)[-1]["prefix"] != str(envs[0])
 
     db = sqlite3.connect(ws.root / ".canon" / "ledger.db")
-    reasons = [r[0] for r in db.execute(
-        "SELECT reason FROM stage_runs WHERE action = 'reproduce' ORDER BY id")]
-    assert reasons[0].startswith(f"environment: {rev}'s environment (requirements.lock: ")
-    assert "the current environment (--env current" in reasons[-1]
+    rows = db.execute("SELECT status, reason FROM stage_runs WHERE stage = 'environment' "
+                      "AND action = 'reproduce' ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == ["rebuilt", "rebuilt", "current"]
+    assert rows[0][1].startswith(f"{rev}'s environment (requirements.lock: ")
+    assert "the current environment (--env current" in rows[-1][1]
 
     # gc keeps a venv used within the week; --min-age 0 removes it
     assert ws.canon("gc").returncode == 0 and envs[0].is_dir()

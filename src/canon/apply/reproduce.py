@@ -288,9 +288,19 @@ def _record(
                 outputs={p: str(c.digest) for p, c in (record.outs.items() if record else ())},
                 duration=0.0,
                 exit_code=None,
-                reason=f"environment: {report.environment.description}"
-                if report.environment
-                else None,
+            )
+        used = report.environment
+        if used is not None:
+            ledger.record_stage(
+                apply_id,
+                stage="environment",
+                action="reproduce",
+                status="rebuilt" if used.rebuilt else "current",
+                key=used.requirements,
+                outputs={"python": used.python},
+                duration=0.0,
+                exit_code=None,
+                reason=used.description,
             )
         subsets = report.provenance.get("subsets") or {}
         for name, digest in sorted((report.provenance.get("datasets") or {}).items()):
