@@ -7,6 +7,7 @@ Dask runner; then ``canon apply --executor`` and ``canon exp queue start
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -32,12 +33,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A scheduler and two single-threaded worker processes (under one nanny each)."""
+@contextlib.contextmanager
+def dask_cluster(
+    logs: Path, *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """A scheduler and two single-threaded worker processes (under one nanny),
+    started in ``cwd`` with ``env`` added; stopped by process group on exit."""
     port = _free_port()
-    logs = tmp_path_factory.mktemp("dask")
-    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False", **(env or {})}
     procs = [
         subprocess.Popen(
             [
@@ -54,6 +57,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             stdout=open(logs / "scheduler.log", "wb"),  # noqa: SIM115 (the process owns it)
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=cwd,
             start_new_session=True,
         )
     ]
@@ -78,6 +82,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             stdout=open(logs / "worker.log", "wb"),  # noqa: SIM115 (the process owns it)
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=cwd,
             start_new_session=True,
         )
     )
@@ -94,6 +99,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A scheduler and two single-threaded worker processes (under one nanny each)."""
+    with dask_cluster(tmp_path_factory.mktemp("dask")) as url:
+        yield url
 
 
 def _stage(name: str, *argv: str, env: dict[str, str] | None = None) -> StageSpec:

@@ -158,9 +158,9 @@ def run_apply(
             # connect before the ledger records an apply: an unreachable cluster is an error
             runner: Runner = LocalRunner(state / "run", state / "logs", options.stage_env)
             if executor:
-                from canon.executors.dask import DaskRunner
+                from canon.apply.remotestage import dask_runner
 
-                runner = DaskRunner(executor, state / "logs")
+                runner = dask_runner(executor, ws, planned.project, state / "logs")
             ledger = Ledger(Path(":memory:") if worktree_of else state / "ledger.db")
             try:
                 from canon.stores.records import DEFAULT_PROFILE
