@@ -64,7 +64,6 @@ class ExperimentSpec:
     base: str = "HEAD"
     profile: str | None = None
     jobs: int = 1
-    use_run_cache: bool = True
     # base is a snapshot of uncommitted workspace changes: {"head": ..., "files": [...]}
     workspace: Mapping[str, Any] | None = None
     # added to every stage's environment (a back-test in its model commit's rebuilt venv:
