@@ -8,6 +8,7 @@ in the project root (the shared-directory mode) fails the test.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import sys
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from canon.apply.remotestage import STALE_AFTER, _prune
+from canon.digest import hash_bytes
 from canon.executors.dask import DaskPool, ExecutorURLError, parse_executor
 from canon.stores.lockfile import read_lock
 from canon.stores.objects import ObjectStore
@@ -156,6 +159,48 @@ def test_apply_through_the_remote(
     assert all(Path(cwd).is_relative_to(worker_dir / "tasks") for cwd in trains)
     _expect_model(ws, "3")
     assert ws.canon("status").returncode == 0
+
+
+def test_a_failed_stage_pushes_and_restores_nothing(
+    ws: Workspace,  # noqa: F811
+    far_cluster: tuple[str, Path],
+    tmp_path: Path,
+) -> None:
+    url, _ = far_cluster
+    remote = tmp_path / "remote"
+    written = b"half-written by a stage that failed\n"
+    fail = f"open('out.txt','wb').write({written!r}); print('giving up'); raise SystemExit(3)"
+    ws.declare(
+        {"s": {"cmd": [sys.executable, "-c", fail], "deps": ["input.txt"], "outs": ["out.txt"]}},
+        remotes={"store": {"url": str(remote)}},
+        default_remote="store",
+    )
+    r = ws.canon("apply", "--executor", f"{url}?transfer=remote")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "exit code 3" in r.stdout + r.stderr and "giving up" in r.stdout + r.stderr
+    assert not (ws.root / "out.txt").exists()
+    catalog = Catalog.load(LocalRemote(remote), tmp_path / "record")
+    assert catalog.has(hash_bytes(b"in\n"))  # the dep went up
+    assert not catalog.has(hash_bytes(written))  # the failed run's output did not
+
+
+def test_abandoned_scratch_directories_are_pruned(tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks"
+    old, live, lockless, fresh = (tasks / n for n in ("old", "live", "lockless", "fresh"))
+    for d in (old, live, lockless, fresh):
+        (d / "work").mkdir(parents=True)
+    for d in (old, live, fresh):
+        (d / "lock").touch()
+    hour_ago = time.time() - STALE_AFTER - 60
+    for d in (old, live, lockless):
+        os.utime(d, (hour_ago, hour_ago))
+    held = os.open(live / "lock", os.O_RDWR)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a task still running
+        _prune(tasks)
+    finally:
+        os.close(held)
+    assert sorted(p.name for p in tasks.iterdir()) == ["fresh", "live"]
 
 
 def _worker_running(stage: str, deadline: float) -> int:

@@ -229,7 +229,11 @@ def _prune(tasks: Path) -> None:
         with contextlib.suppress(OSError):
             if now - entry.stat().st_mtime < STALE_AFTER:
                 continue
-            fd = os.open(entry / "lock", os.O_RDWR | os.O_CLOEXEC)
+            try:
+                fd = os.open(entry / "lock", os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:  # died before it took its lock
+                shutil.rmtree(entry, ignore_errors=True)
+                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
