@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 import sys
 import textwrap
@@ -19,11 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from canon.apply.remotestage import STALE_AFTER, _prune
+from canon.apply.remotestage import STALE_AFTER, _prune, run_on_worker
+from canon.apply.transfer import Transfer
 from canon.digest import hash_bytes
+from canon.events import discard
 from canon.executors.dask import DaskPool, ExecutorURLError, parse_executor
 from canon.stores.lockfile import read_lock
 from canon.stores.objects import ObjectStore
+from canon.stores.references import Root
 from canon.stores.remotes.catalog import Catalog
 from canon.stores.remotes.local import LocalRemote
 from tests.e2e.conftest import Workspace, ws  # noqa: F401  (the fixture)
@@ -201,6 +205,49 @@ def test_abandoned_scratch_directories_are_pruned(tmp_path: Path) -> None:
     finally:
         os.close(held)
     assert sorted(p.name for p in tasks.iterdir()) == ["fresh", "live"]
+
+
+def test_the_worker_cache_keeps_deps_across_tasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``run_on_worker`` (the task, called here without Dask): a dep fetched by one
+    task is not fetched again by the next, even once the remote lost it."""
+    monkeypatch.setenv("CANON_WORKER_DIR", str(tmp_path / "worker"))
+    remote_dir = tmp_path / "remote"
+    remote_dir.mkdir()
+    client = ObjectStore(tmp_path / "client-cache")
+    dep = client.add_bytes(b"dep bytes\n")
+    transfer = Transfer(client, LocalRemote(remote_dir), tmp_path / "record", discard)
+    transfer.push([Root("dep", dep, 10, False, "in/dep.txt")])
+    copy = "import shutil, sys; shutil.copy('in/dep.txt', sys.argv[1])"
+
+    def task(out: str) -> dict[str, object]:
+        return run_on_worker(
+            {
+                "stage": "s",
+                "argv": [sys.executable, "-c", copy, out],
+                "env": {},
+                "deps": {"in/dep.txt": [dep, False, 10, 0o644]},
+                "outs": [out],
+                "remote": {
+                    "name": "r",
+                    "url": str(remote_dir),
+                    "endpoint_url": None,
+                    "region": None,
+                    "jobs": None,
+                },
+            }
+        )
+
+    first = task("a.txt")
+    assert first["exit_code"] == 0 and first["error"] is None, first
+    assert first["outs"] == {"a.txt": [dep, False, 10, 0]}
+    shutil.rmtree(remote_dir)
+    remote_dir.mkdir()  # the remote lost everything: the dep must come from the worker cache
+    second = task("b.txt")
+    assert second["exit_code"] == 0 and second["error"] is None, second
+    assert Catalog.load(LocalRemote(remote_dir), tmp_path / "record2").has(dep)  # pushed again
+    assert list((tmp_path / "worker" / "tasks").iterdir()) == []
 
 
 def _worker_running(stage: str, deadline: float) -> int:
