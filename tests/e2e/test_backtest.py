@@ -120,6 +120,19 @@ def test_backtest_matrix_uses_each_commits_own_model_and_code(
     table = ws.canon("backtest", "--model", old, "--window", "2015-01-01..2015-12-31", env=env)
     assert table.returncode == 0 and "2.1000" in table.stdout  # reused, not re-run
     assert len(Path(env["RAN_LOG"]).read_text().splitlines()) == len(ran)
+    # the matrix as a plot: PNG by default, HTML (the SVG and the numbers) when asked
+    plotted = ws.root / ".canon" / "plots" / "backtest-score.png"
+    assert f"plot: {plotted}" in table.stdout
+    assert plotted.read_bytes().startswith(b"\x89PNG")
+    page = ws.canon("backtest", "--model", f"{old},{new}", "--window", "2015-01-01..2015-12-31",
+                    "--plot", "bt.html", "--json", env=env)
+    assert json.loads(page.stdout)["plot"] == "bt.html"
+    text = (ws.root / "bt.html").read_text()
+    assert "<svg" in text and f"<td>{old}</td><td>2.1</td>" in text
+    assert f"<td>{new}</td><td>1.2</td>" in text
+    wrong = ws.canon("backtest", "--model", old, "--window", "2015-01-01..2015-12-31",
+                     "--plot", "bt.txt", env=env)
+    assert wrong.returncode == 2 and "name a .png, .svg or .html file" in wrong.stderr
     bad = ws.canon("backtest", "--model", old, "--window", "2015")
     assert bad.returncode == 2 and "is not START..END" in bad.stderr
 

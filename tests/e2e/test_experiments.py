@@ -169,6 +169,10 @@ def test_sweep_queue_show_diff_promote_remove(proj: tuple[Workspace, dict[str, s
     plot = ws.canon("exp", "plot", "acc", "--x", "train.lr", "-o", "acc.svg")
     assert plot.returncode == 0, plot.stderr
     assert Path(plot.stdout.strip()).read_text().lstrip().startswith("<?xml")
+    page = ws.canon("exp", "plot", "acc", "--x", "train.lr", "-o", "acc.html")
+    assert page.returncode == 0, page.stderr
+    text = Path(page.stdout.strip()).read_text()
+    assert "<svg" in text and "<th>train.lr</th>" in text and "<td>0.3</td><td>1</td>" in text
 
     head = git(ws.root, "rev-parse", "HEAD").strip()
     pr = ws.canon(

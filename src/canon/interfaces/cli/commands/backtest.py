@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -64,6 +66,15 @@ from canon.interfaces.cli.commands._common import profile_of, root_of
     "declared Python with its requirements lock installed, kept in .canon/envs/).",
 )
 @click.option("--metric", default=None, help="Metric shown in the table (default: the first).")
+@click.option(
+    "--plot",
+    "plot_to",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Where the plot of the matrix goes (.png, .svg or .html) "
+    "[default: .canon/plots/backtest-METRIC.png].",
+)
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -75,6 +86,7 @@ def command(
     model_stage: str | None,
     window_params: str,
     metric: str | None,
+    plot_to: Path | None,
     env: str,
     jobs: int | None,
     as_json: bool,
@@ -102,10 +114,13 @@ def command(
         jobs=jobs or os.cpu_count() or 1,
         env=env,
     )
-    if as_json:
-        click.echo(json.dumps(result.to_dict(), default=str))
-        return 0 if all(not c.error for c in result.cells) else 1
     name = metric or next((k for c in result.cells for k in c.metrics), "")
+    if as_json:  # one document on stdout; the plot only when asked for
+        doc = result.to_dict()
+        if plot_to is not None:
+            doc["plot"] = str(_plot(root_of(ctx), result, name, plot_to) or "")
+        click.echo(json.dumps(doc, default=str))
+        return 0 if all(not c.error for c in result.cells) else 1
     width = max(len(r) for r in result.models) + 2
     col = max(26, *(len(w) + 2 for w in result.windows))
     click.echo(f"{name or 'metric':<{width}}" + "".join(f"{w:>{col}}" for w in result.windows))
@@ -123,5 +138,28 @@ def command(
     for c in result.cells:
         if c.error:
             click.echo(f"{c.model} on {c.window}: {c.error}", err=True)
+    written = _plot(root_of(ctx), result, name, plot_to)
+    if written is not None:
+        click.echo(f"plot: {written}")
     click.echo("recorded as experiments bt-<commit>-... (see `canon exp show`)")
     return 0 if all(not c.error for c in result.cells) else 1
+
+
+def _plot(root: Path, result: Any, metric: str, out: Path | None) -> Path | None:
+    """The matrix as a plot (None if no cell has a number); without matplotlib
+    (``canon[plot]``), a note instead, unless a file was asked for."""
+    import re
+
+    from canon.errors import CanonError
+    from canon.interfaces.cli.plots import plot_backtest
+
+    values = {(c.model, c.window): c.metrics.get(metric) for c in result.cells if not c.error}
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", metric or "metric")
+    path = out or root / ".canon" / "plots" / f"backtest-{safe}.png"
+    try:
+        return plot_backtest(result.models, result.windows, values, metric, path)
+    except CanonError as exc:
+        if out is not None:
+            raise
+        click.echo(f"note: no plot: {exc.message} ({exc.hint})", err=True)
+        return None

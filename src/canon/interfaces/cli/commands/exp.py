@@ -376,14 +376,14 @@ def promote(ctx: click.Context, name: str, message: str | None) -> int:
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Where to write it (.png or .svg); default .canon/plots/METRIC.png.",
+    help="Where to write it (.png, .svg or .html); default .canon/plots/METRIC.png.",
 )
 @click.option("--where", default=None, metavar="EXPR")
 @click.pass_context
 def plot(
     ctx: click.Context, metric: str, x_key: str | None, out: Path | None, where: str | None
 ) -> int:
-    from canon.interfaces.cli.expplot import plot_metric
+    from canon.interfaces.cli.plots import plot_metric
     from canon.stores.expquery import select
     from canon.stores.exprefs import ExperimentRefs
 
