@@ -265,3 +265,20 @@ def test_queue_start_reports_each_experiments_progress(
     finished = {e["name"]: e for e in events if e["event"] == "ExperimentFinished"}
     assert sorted(finished) == names
     assert {round(e["metrics"]["acc"], 6) for e in finished.values()} == {0.9}
+
+
+def test_gc_keeps_an_experiments_outputs_until_it_is_removed(
+    proj: tuple[Workspace, dict[str, str]],
+) -> None:
+    ws, env = proj
+    assert ws.canon("exp", "run", "-S", "train.lr=0.7", "--name", "keep", env=env).returncode == 0
+    lock = yaml.safe_load(git(ws.root, "show", "refs/canon/exps/keep:canon.lock"))
+    (state,) = lock["profiles"].values()
+    digest = state["stages"]["train"]["outs"]["build/model.txt"]["digest"]
+
+    kept = json.loads(ws.canon("gc", "--json").stdout)
+    assert digest not in kept["removed"] and kept["kept"] >= 1  # the experiment's ref keeps it
+    removed = ws.canon("exp", "remove", "keep")
+    assert removed.returncode == 0 and "`canon gc` frees" in removed.stdout
+    freed = json.loads(ws.canon("gc", "--json").stdout)
+    assert digest in freed["removed"]

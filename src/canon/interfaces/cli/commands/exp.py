@@ -345,7 +345,10 @@ def remove(ctx: click.Context, names: tuple[str, ...], all_: bool) -> int:
     if not names and not all_:
         raise click.UsageError("name experiments to remove, or --all")
     removed = refs.remove(refs.names() if all_ else list(names))
-    click.echo(f"removed {len(removed)} experiment(s)")
+    click.echo(
+        f"removed {len(removed)} experiment(s); `canon gc` frees the outputs "
+        "no other commit or experiment needs"
+    )
     return 0
 
 
