@@ -4,6 +4,7 @@ import hashlib
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,3 +142,28 @@ def test_threaded_callers_get_a_pool_that_does_not_fork_them(
 def _pids(xs: object) -> list[int]:
     assert isinstance(xs, list)
     return [os.getpid() for _ in xs]
+
+
+def _in_a_daemon(queue: Any) -> None:
+    digest_mod.PARALLEL_MIN_WORK_NS = 0
+    digest_mod.cores = lambda: 2  # type: ignore[assignment]
+    try:
+        result: object = run_on_cores(_double, list(range(50)))
+    except BaseException as exc:  # what the parent asserts on
+        result = f"{type(exc).__name__}: {exc}"
+    queue.put(result)
+
+
+def test_run_on_cores_in_a_daemonic_process_works_here() -> None:
+    """A default `dask worker` runs tasks in daemonic processes, which may not start a
+    pool ("daemonic processes are not allowed to have children"): work in-process."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    proc = context.Process(target=_in_a_daemon, args=(queue,), daemon=True)
+    proc.start()
+    try:
+        assert queue.get(timeout=60) == [2 * x for x in range(50)]
+    finally:
+        proc.join(timeout=10)

@@ -187,6 +187,14 @@ def _chunks(items: Sequence[T], weights: Sequence[int], parts: int) -> list[list
     return out
 
 
+def _daemonic() -> bool:
+    """Whether this process may not have children (a daemonic multiprocessing worker,
+    e.g. a default ``dask worker``): the work is then done here."""
+    import multiprocessing
+
+    return bool(multiprocessing.current_process().daemon)
+
+
 def run_on_cores(
     fn: Callable[[Sequence[T]], list[R]],
     items: Sequence[T],
@@ -204,7 +212,7 @@ def run_on_cores(
     context = _context()
     work = len(items) * ITEM_COST_NS + (sum(weights) * BYTE_COST_NS if weights else 0)
     threshold = PARALLEL_MIN_WORK_NS * (1 if context.get_start_method() == "fork" else 8)
-    if n < 2 or len(items) < 2 or work < threshold:
+    if n < 2 or len(items) < 2 or work < threshold or _daemonic():
         return fn(items)
     w = weights if weights is not None else [0] * len(items)
     parts = _chunks(items, w, n * 4)
