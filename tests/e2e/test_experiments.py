@@ -282,3 +282,21 @@ def test_gc_keeps_an_experiments_outputs_until_it_is_removed(
     assert removed.returncode == 0 and "`canon gc` frees" in removed.stdout
     freed = json.loads(ws.canon("gc", "--json").stdout)
     assert digest in freed["removed"]
+
+
+def test_an_experiments_params_file_keeps_the_users_comments_through_promote(
+    proj: tuple[Workspace, dict[str, str]],
+) -> None:
+    ws, env = proj
+    text = ("# learning knobs, tuned by hand\ntrain:\n  lr: 0.1      # the step size\n"
+            "  fail: false  # for tests\n")
+    ws.write({"params.yaml": text})
+    git(ws.root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "comments")
+    assert ws.canon("exp", "run", "-S", "train.lr=0.4", "--name", "c", env=env).returncode == 0
+    recorded = git(ws.root, "show", "refs/canon/exps/c:params.yaml")
+    assert recorded == text.replace("lr: 0.1 ", "lr: 0.4 ")
+    promoted = ws.canon("exp", "promote", "c", env={"GIT_AUTHOR_NAME": "t",
+                        "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                        "GIT_COMMITTER_EMAIL": "t@t"})
+    assert promoted.returncode == 0, promoted.stderr
+    assert ws.read("params.yaml") == text.replace("lr: 0.1 ", "lr: 0.4 ")

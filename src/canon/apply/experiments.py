@@ -309,9 +309,43 @@ def prepare_params(tree: Path, profile: str | None, overrides: Mapping[str, Any]
     if not overrides:
         return project
     path = tree / project.params_file
-    path.write_text(yaml.safe_dump(dict(project.params), sort_keys=False, allow_unicode=True))
+    wanted = dict(project.params)
+    text = _edited_params(path, wanted, overrides)
+    if text is None:
+        text = yaml.safe_dump(wanted, sort_keys=False, allow_unicode=True)
+    path.write_text(text, encoding="utf-8")
     remember_params(tree, project, profile=profile)
     return project
+
+
+def _edited_params(path: Path, wanted: dict[str, Any], overrides: Mapping[str, Any]) -> str | None:
+    """The params file with only the overridden values changed, in place: its comments
+    and layout kept (``canon exp promote`` brings it back to the user's branch). None
+    when that cannot be done exactly (checked: the edited text must read as ``wanted``)."""
+    from canon.declare.yamledit import set_scalars
+    from canon.declare.yamlsource import parse_yaml
+
+    try:
+        original = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    changes: dict[tuple[str, ...], Any] = {}
+    for key in overrides:
+        parts = tuple(str(key).split("."))
+        value: Any = wanted
+        for part in parts:
+            if not isinstance(value, dict) or part not in value:
+                return None
+            value = value[part]
+        changes[parts] = value
+    edited = set_scalars(original, changes)
+    if edited is None:
+        return None
+    try:
+        same = parse_yaml(edited.encode(), str(path)).data == wanted
+    except CanonError:
+        return None
+    return edited if same else None
 
 
 def failures(root: Path, tree: Path, name: str, outcomes: Any) -> str:
