@@ -102,3 +102,51 @@ def test_a_damaged_status_file_is_set_aside(repos: tuple[Path, Path], damage: by
     assert path.with_name("status.json.damaged").read_bytes() == damage
     assert c.reconcile().condition is Condition.READY
     assert json.loads(path.read_text())["condition"] == "Ready"
+
+
+class Flaky(Applies):
+    """Fails while ``self.fail`` (a stage failing on something outside Git)."""
+
+    def __call__(self, root: Path, profile: str | None, emit: Emit) -> None:
+        from canon.errors import StageFailedError
+
+        self.calls += 1
+        if self.fail:
+            raise StageFailedError("apply failed: train (the data source was down)")
+
+
+def test_a_stalled_commit_is_tried_again_after_stalled_retry(repos: tuple[Path, Path]) -> None:
+    dev, ctl = repos
+    now = [5000.0]
+    apply = Flaky(fail=True)
+    c = Controller(ctl, Options(stalled_retry=600, interval=60, jitter=0), lambda e: None,
+                   apply=apply, clock=lambda: now[0])
+    first = c.reconcile()
+    assert (first.condition, first.reason) == (Condition.STALLED, "StageFailedError")
+    now[0] += 599
+    waiting = c.reconcile()
+    assert waiting.reason == "WaitingForGitChange" and apply.calls == 1
+    assert "when it is tried again" in waiting.message
+    assert c.next_wait(waiting) == pytest.approx(1.0)  # not later than the retry is due
+    apply.fail = False  # the outside cause is gone
+    now[0] += 1
+    assert c.reconcile().condition is Condition.READY and apply.calls == 2
+    saved = json.loads((ctl / STATUS_FILE).read_text())
+    assert saved["stalled_on"] is None and saved["last_applied"] == git(dev, "rev-parse", "HEAD")
+
+
+def test_with_stalled_retry_0_only_a_new_commit_is_tried(repos: tuple[Path, Path]) -> None:
+    _, ctl = repos
+    now = [5000.0]
+    apply = Flaky(fail=True)
+    c = Controller(ctl, Options(stalled_retry=0), lambda e: None, apply=apply,
+                   clock=lambda: now[0])
+    c.reconcile()
+    now[0] += 10**6
+    again = c.reconcile()
+    assert again.reason == "WaitingForGitChange" and apply.calls == 1
+    assert again.message.endswith("waiting for a new commit")
+    restarted = Controller(ctl, Options(stalled_retry=600), lambda e: None, apply=apply,
+                           clock=lambda: now[0])
+    assert restarted.status.stalled_at == 5000.0  # kept across restarts
+    assert restarted.reconcile().reason == "StageFailedError" and apply.calls == 2  # due long ago

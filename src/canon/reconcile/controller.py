@@ -10,13 +10,16 @@ what happens next (fluxcd kustomize-controller's model):
 - ``Retry``   — transient (Git unreachable, the repo lock busy, a remote down, a rollout
                 that did not get ready): back off exponentially, capped;
 - ``Stalled`` — needs a Git change (the declaration is invalid, a stage fails): wait for
-                a new commit; the same commit is not retried.
+                a new commit; the same commit is tried again only after
+                ``stalled_retry`` (an hour by default, as Flux's retryInterval: a stage
+                may have failed on something outside Git, a data source or a full disk),
+                never sooner, and never if it is 0.
 
 A failed or empty read of Git never prunes or undeploys anything: on a fetch failure
 nothing is applied, and apply itself never removes deployments.
 
 The status (condition, reason, when the condition last changed, last attempted and
-last applied commit, counts, and the commit that stalled) is written atomically to
+last applied commit, counts, the commit that stalled and when) is written atomically to
 ``.canon/controller/status.json`` after every reconcile and read back at start: a
 restarted controller reports what it last did, and does not run a commit that
 stalled again. A damaged file is set aside and the controller starts afresh.
@@ -75,6 +78,7 @@ class Options:
     backoff_start: float = 2.0
     backoff_max: float = 300.0
     profile: str | None = None
+    stalled_retry: float = 3600.0  # seconds before a stalled commit is tried again; 0: never
 
 
 @dataclass
@@ -88,6 +92,7 @@ class Status:
     failures_in_a_row: int = 0
     since: float = 0.0  # when the condition last changed (a Kubernetes lastTransitionTime)
     stalled_on: str | None = None  # this commit stalled: only a new commit is tried
+    stalled_at: float = 0.0  # when it stalled (its retry is due stalled_retry later)
 
     def to_dict(self) -> dict[str, Any]:
         last = self.last
@@ -100,6 +105,7 @@ class Status:
             "last_attempted": self.last_attempted,
             "last_applied": self.last_applied,
             "stalled_on": self.stalled_on,
+            "stalled_at": self.stalled_at or None,
             "reconciles": dict(self.reconciles),
             "failures_in_a_row": self.failures_in_a_row,
         }
@@ -127,6 +133,7 @@ class Status:
             int(doc["failures_in_a_row"]),
             float(doc["since"] or 0.0),
             _commit(doc["stalled_on"]),
+            float(doc.get("stalled_at") or doc["at"] or 0.0),  # older files: the last reconcile
         )
 
 
@@ -205,11 +212,18 @@ class Controller:
             return self._record(Condition.RETRY, "GitFetchFailed", str(exc), None)
         if not commit:
             return self._record(Condition.RETRY, "GitEmpty", "the branch resolved to nothing", None)
-        if commit == self.status.stalled_on:
+        due = self._retry_due()
+        if commit == self.status.stalled_on and (due is None or self.clock() < due):
+            when = (
+                ""
+                if due is None
+                else f" (or until {time.strftime('%H:%M:%S', time.localtime(due))}, "
+                "when it is tried again)"
+            )
             return self._record(
                 Condition.STALLED,
                 "WaitingForGitChange",
-                f"{commit[:12]} stalled before; waiting for a new commit",
+                f"{commit[:12]} stalled before; waiting for a new commit{when}",
                 commit,
             )
         try:
@@ -220,7 +234,9 @@ class Controller:
             self.apply(self.root, o.profile, self.emit)
         except (DeclarationError, GraphError, ProfileError, StageFailedError) as exc:
             self.status.stalled_on = commit
-            return self._record(Condition.STALLED, type(exc).__name__, exc.message, commit)
+            return self._record(
+                Condition.STALLED, type(exc).__name__, exc.message, commit, stalled=True
+            )
         except LockedError as exc:
             return self._record(Condition.RETRY, "RepoLocked", exc.message, commit)
         except CanonError as exc:
@@ -231,11 +247,26 @@ class Controller:
             Condition.READY, "ReconciliationSucceeded", f"applied {commit[:12]}", commit
         )
 
+    def _retry_due(self) -> float | None:
+        """When the stalled commit is tried again (None: only a new commit is)."""
+        if self.options.stalled_retry <= 0 or self.status.stalled_on is None:
+            return None
+        return self.status.stalled_at + self.options.stalled_retry
+
     def _record(
-        self, condition: Condition, reason: str, message: str, commit: str | None
+        self,
+        condition: Condition,
+        reason: str,
+        message: str,
+        commit: str | None,
+        *,
+        stalled: bool = False,
     ) -> Result:
+        """``stalled``: ``commit`` stalled just now (its retry is due from now)."""
         result = Result(condition, reason, message, commit, self.clock())
         s = self.status
+        if stalled:
+            s.stalled_at = result.at
         if s.last is None or s.last.condition is not condition:
             s.since = result.at
         s.last = result
@@ -256,7 +287,11 @@ class Controller:
         if result.condition is Condition.RETRY:
             n = max(0, self.status.failures_in_a_row - 1)
             return min(o.backoff_max, o.backoff_start * 2.0**n) * rng.uniform(0.8, 1.2)
-        return o.interval * rng.uniform(1 - o.jitter, 1 + o.jitter)
+        wait = o.interval * rng.uniform(1 - o.jitter, 1 + o.jitter)
+        due = self._retry_due() if result.condition is Condition.STALLED else None
+        if due is not None:  # not later than the stalled commit's retry
+            wait = min(wait, max(0.0, due - self.clock()))
+        return wait
 
     def run(self) -> None:
         """Reconcile until ``stopping`` is set; ``wake`` starts one at once."""
