@@ -31,8 +31,10 @@ def _project(ws: Workspace, store: Path) -> None:
 def _canon(root: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     import os
 
+    ident = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+             "GIT_COMMITTER_EMAIL": "t@t"}
     return subprocess.run([CANON, *args], cwd=root, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "NO_COLOR": "1", **env})
+                          env={**os.environ, "NO_COLOR": "1", **ident, **env})
 
 
 def test_an_experiment_travels_through_git_and_the_data_remote(
@@ -95,3 +97,31 @@ def test_an_experiment_travels_through_git_and_the_data_remote(
     assert forced.returncode == 0, forced.stdout + forced.stderr
     lock = yaml.safe_load(git(origin, "show", "refs/canon/exps/lr5:params.yaml"))
     assert lock["train"]["lr"] == 0.7
+
+
+def test_a_pull_whose_objects_failed_is_finished_by_the_next(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    store, origin = tmp_path / "store", tmp_path / "origin.git"
+    env = {"RAN_LOG": str(tmp_path / "ran.log")}
+    _project(ws, store)
+    git(ws.root, "add", "-A")
+    git(ws.root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    subprocess.run(["git", "init", "-q", "--bare", str(origin)], check=True)
+    git(ws.root, "push", "-q", str(origin), "HEAD:refs/heads/main")
+    assert ws.canon("exp", "run", "-S", "train.lr=0.3", "--name", "a", env=env).returncode == 0
+    assert ws.canon("exp", "push", str(origin), "--all", env=env).returncode == 0
+    mate = tmp_path / "mate"
+    subprocess.run(["git", "clone", "-q", "-b", "main", str(origin), str(mate)], check=True)
+
+    store.rename(tmp_path / "away")  # the data remote is gone for a while
+    first = _canon(mate, "exp", "pull", str(origin), "--all", env=env)
+    assert first.returncode != 0 and "Traceback" not in first.stderr
+    (tmp_path / "away").rename(store)
+    again = _canon(mate, "exp", "pull", str(origin), "--all", "--json", env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    result = json.loads(again.stdout.splitlines()[-1])
+    assert result["experiments"] == [] and result["objects"] >= 2  # no ref moved, objects came
+    before = len(runs(env))
+    assert _canon(mate, "exp", "promote", "a", env=env).returncode == 0
+    assert _canon(mate, "apply", env=env).returncode == 0 and len(runs(env)) == before

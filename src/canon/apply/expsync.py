@@ -4,8 +4,8 @@ An experiment is a Git ref (``refs/canon/exps/NAME``) plus the objects its
 ``canon.lock`` names. Sharing moves both, in the order that never leaves a
 teammate with a ref whose outputs are nowhere:
 
-- **push**: the objects first — every root of every profile of each
-  experiment's lock, to the project's data remote (``-r`` or its default) —
+- **push**: the objects first — the roots each experiment's lock records under
+  the profile it ran with, to the project's data remote (``-r`` or its default) —
   then the refs (``git push GIT_REMOTE refs/canon/exps/N:refs/canon/exps/N``);
 - **pull**: the refs (``git fetch``), then their objects into the local cache
   (not the workspace: ``canon exp promote NAME`` then ``canon apply`` restores
@@ -34,7 +34,7 @@ from canon.stores.exprefs import (
     check_name,
     git,
 )
-from canon.stores.references import Root, all_roots
+from canon.stores.references import Root, lock_roots
 from canon.urls import redact_text
 
 
@@ -104,7 +104,9 @@ def pull_experiments(
     _git_remote(root, "fetch", git_remote, *specs)
     after = _heads(root)
     fetched = sorted(n for n, oid in after.items() if before.get(n) != oid)
-    wanted = fetched if every else sorted(set(names))
+    # every experiment asked for, not only the refs that moved: a pull whose object fetch
+    # failed is finished by the next one (what the cache has is not downloaded again)
+    wanted = _on_remote(root, git_remote) if every else sorted(set(names))
     result = SyncResult(fetched)
     roots = _roots_of(refs, wanted)
     transfer = _transfer(root, remote, profile, jobs, emit)
@@ -134,18 +136,45 @@ def _chosen(refs: ExperimentRefs, names: Sequence[str], every: bool) -> list[str
 
 
 def _roots_of(refs: ExperimentRefs, names: Sequence[str]) -> list[Root]:
-    """Every root of every profile of each experiment's lock, once."""
+    """The roots each experiment's lock records under the profile it ran with, once.
+    One ``for-each-ref`` + ``cat-file --batch`` for the summaries, one batch for the
+    locks, however many experiments."""
     from canon.stores.lockfile import parse_lock
 
+    wanted = set(names)
+    ran = [e for e in refs.list() if e.name in wanted]
+    locks = _blobs(refs.root, [f"{e.commit}:canon.lock" for e in ran])
     seen: dict[str, Root] = {}
-    for name in names:
-        commit = refs.commit_of(name)
-        raw = refs.show_file(commit, "canon.lock")
+    for exp, raw in zip(ran, locks, strict=True):
         if raw is None:
             continue
-        for r in all_roots(parse_lock(raw, f"{PREFIX}{name}:canon.lock")):
+        profile = exp.info.get("profile")
+        state = parse_lock(raw, f"{PREFIX}{exp.name}:canon.lock").state(
+            profile if isinstance(profile, str) else None
+        )
+        for r in lock_roots(state):
             seen.setdefault(str(r.digest), r)
     return list(seen.values())
+
+
+def _blobs(root: Path, specs: Sequence[str]) -> list[bytes | None]:
+    """``git cat-file --batch`` of ``specs`` (``REV:PATH``): each blob, None if missing."""
+    if not specs:
+        return []
+    out = git(root, "cat-file", "--batch", data=("\n".join(specs) + "\n").encode())
+    blobs: list[bytes | None] = []
+    pos = 0
+    for _ in specs:
+        nl = out.index(b"\n", pos)
+        header = out[pos:nl].split(b" ")
+        pos = nl + 1
+        if len(header) != 3 or header[1] != b"blob":
+            blobs.append(None)  # "<spec> missing"
+            continue
+        size = int(header[2])
+        blobs.append(out[pos : pos + size])
+        pos += size + 1
+    return blobs
 
 
 def _transfer(
@@ -160,6 +189,12 @@ def _transfer(
     if remote is None and not project.remotes:
         return None
     return transfer_for(root, project, remote, jobs, emit)
+
+
+def _on_remote(root: Path, git_remote: str) -> list[str]:
+    out = git(root, "ls-remote", "--refs", git_remote, f"{PREFIX}*")
+    refs = (line.split("\t", 1)[1] for line in out.decode().splitlines() if "\t" in line)
+    return sorted(r[len(PREFIX) :] for r in refs if r.startswith(PREFIX))
 
 
 def _heads(root: Path) -> dict[str, str]:
