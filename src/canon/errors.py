@@ -25,6 +25,7 @@ codes; the core raises them and never prints.
     │   └── QueryError               a dataset's query, database or driver is wrong
     ├── ServeError                   the model server cannot load or verify its model
     ├── EnvironmentBuildError        a declared environment cannot be rebuilt (Python, pip)
+    │   └── PackageIndexError        pip could not reach the package index (exit 4)
     ├── DeployError                  a deployment is unknown, not pinned or cannot be rendered
     │   └── DeployTargetError        kubectl, a cluster or a server failed or was silent (exit 4)
     ├── LockedError                  another canon process holds the repo lock (exit 3)
@@ -205,6 +206,11 @@ class ServeError(CanonError):
 
 class EnvironmentBuildError(CanonError):
     code = "environment.build_failed"
+
+
+class PackageIndexError(EnvironmentBuildError):
+    code = "environment.index_unavailable"
+    exit_code = 4
 
 
 class DeployError(CanonError):

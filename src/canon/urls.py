@@ -133,7 +133,7 @@ def credential_problem(url: str) -> str | None:
     return None
 
 
-_IN_TEXT = re.compile(r"\S+://\S+")
+_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"()<>,]+")
 
 
 def redact_text(text: str) -> str:

@@ -125,3 +125,35 @@ def test_a_pull_whose_objects_failed_is_finished_by_the_next(
     before = len(runs(env))
     assert _canon(mate, "exp", "promote", "a", env=env).returncode == 0
     assert _canon(mate, "apply", env=env).returncode == 0 and len(runs(env)) == before
+
+
+def test_a_pull_clash_is_the_users_to_resolve_and_urls_are_never_printed(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    store, origin = tmp_path / "store", tmp_path / "origin.git"
+    env = {"RAN_LOG": str(tmp_path / "ran.log")}
+    _project(ws, store)
+    git(ws.root, "add", "-A")
+    git(ws.root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    subprocess.run(["git", "init", "-q", "--bare", str(origin)], check=True)
+    # a URL with a token, which Git maps to the bare repository
+    secret = "https://alice:ghp_SECRETTOKEN@example.com/x.git"
+    git(ws.root, "config", f"url.{origin}.insteadOf", secret)
+    assert ws.canon("exp", "run", "-S", "train.lr=0.3", "--name", "c", env=env).returncode == 0
+    pushed = ws.canon("exp", "push", secret, "c", "--json", env=env)
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    assert "SECRETTOKEN" not in pushed.stdout + pushed.stderr
+    assert json.loads(pushed.stdout.splitlines()[-1])["git_remote"] == (
+        "https://***@example.com/x.git")
+    # a local experiment of the same name that differs: refused, exit 2, unless --force
+    assert ws.canon("exp", "run", "-S", "train.lr=0.5", "--name", "d", env=env).returncode == 0
+    git(ws.root, "update-ref", "refs/canon/exps/c", "refs/canon/exps/d")  # a sibling: not ff
+    clash = ws.canon("exp", "pull", secret, "c", env=env)
+    assert clash.returncode == 2, clash.stdout + clash.stderr
+    assert "differs there" in clash.stderr and "--force" in clash.stderr
+    assert "SECRETTOKEN" not in clash.stdout + clash.stderr
+    forced = ws.canon("exp", "pull", secret, "c", "--force", env=env)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "SECRETTOKEN" not in forced.stdout + forced.stderr
+    assert yaml.safe_load(git(ws.root, "show", "refs/canon/exps/c:params.yaml"))["train"][
+        "lr"] == 0.3

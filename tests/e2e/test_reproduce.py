@@ -295,3 +295,23 @@ def test_reproduce_images_of_a_commit_without_images_says_so(ws: Workspace) -> N
     out = ws.canon("reproduce", rev, "--images", "--check")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "records no image: there is none to rebuild" in out.stdout + out.stderr
+
+
+def test_a_lock_that_is_a_symlink_out_of_the_repository_is_refused(
+    ws: Workspace, tmp_path
+) -> None:
+    outside = tmp_path / "netrc"
+    outside.write_text("machine github.com login bob password hunter2\n")
+    ws.write({".gitignore": ".canon/\nbuild/\nran.log\n"})
+    ws.declare({"copy": step("build/out.txt", "input.txt")},
+               environment={"requirements": "requirements.lock"})
+    (ws.root / "requirements.lock").write_text("six==1.16.0\n")
+    assert ws.canon("apply").returncode == 0
+    (ws.root / "requirements.lock").unlink()
+    (ws.root / "requirements.lock").symlink_to(outside)
+    rev = _commit(ws, "the lock is a link out of the repository")
+    out = ws.canon("reproduce", rev)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "requirements.lock cannot be read: is a symbolic link" in out.stderr
+    assert "hunter2" not in out.stdout + out.stderr
+    assert not list((ws.root / ".canon").glob("envs/*/requirements.lock"))

@@ -72,20 +72,17 @@ def environment_for(
             note += f", not the declared Python {declared.python}"
         return EnvironmentUsed(False, note, here), {}
     label = declared.requirements
-    try:
-        lock = (tree / label).read_bytes()
-    except OSError as exc:
-        raise ExperimentError(
-            f"{rev}: environment.requirements {label} cannot be read: {exc.strerror or exc}",
-            hint="its commit must contain the lock it declares; or pass --env current",
-        ) from exc
+    lock = _read_lock(tree, label, rev)
     emit(
         Notice(
             f"{rev}'s environment: Python {declared.python or here} + {label} "
             "(a venv in .canon/envs, built once per lock)"
         )
     )
-    built = venv.ensure(root / ".canon" / "envs", declared.python, lock, label=label)
+    commit = _head(tree)
+    built = venv.ensure(
+        root / ".canon" / "envs", declared.python, lock, label=label, base=tree, commit=commit
+    )
     for problem in built.problems:
         emit(Notice(f"{rev}'s {label} is incomplete: {problem}"))
     used = EnvironmentUsed(
@@ -97,3 +94,37 @@ def environment_for(
         built.problems,
     )
     return used, built.stage_env()
+
+
+def _read_lock(tree: Path, label: str, rev: str) -> bytes:
+    """The lock file at ``tree/label``: a regular file inside the tree (as ``canon apply``
+    reads its inputs: never through a symlink, so a commit cannot make canon read, and
+    pip echo, a file outside it)."""
+    import os
+
+    path = tree / label
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        why = "is a symbolic link" if path.is_symlink() else (exc.strerror or str(exc))
+        raise ExperimentError(
+            f"{rev}: environment.requirements {label} cannot be read: {why}",
+            hint="its commit must contain the lock it declares, as a regular file; "
+            "or pass --env current",
+        ) from exc
+    with os.fdopen(fd, "rb") as f:
+        if not path.resolve().is_relative_to(tree.resolve()):
+            raise ExperimentError(
+                f"{rev}: environment.requirements {label} is outside the repository",
+                hint="declare a lock inside the repository",
+            )
+        return f.read()
+
+
+def _head(tree: Path) -> str | None:
+    import subprocess
+
+    done = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() or None

@@ -454,7 +454,7 @@ def run_experiment(
             profile=spec.profile,
             targets=targets,
             options=ApplyOptions(jobs=spec.jobs, stage_env=dict(spec.stage_env)),
-            emit=_lock_committed_here(emit),
+            emit=lock_committed_here(emit),
             argv=["canon", "exp", "run", spec.name],
             worktree_of=commit,
         )
@@ -493,8 +493,9 @@ def run_experiment(
     return Experiment(spec.name, recorded, commit, params, dict(spec.overrides), metrics, info)
 
 
-def _lock_committed_here(emit: Emit) -> Emit:
-    """apply's "commit canon.lock" advice does not apply: the experiment commits it."""
+def lock_committed_here(emit: Emit) -> Emit:
+    """apply's "commit canon.lock" advice does not apply: the experiment commits it (a
+    reproduction's worktree is thrown away)."""
 
     def forward(event: Event) -> None:
         if isinstance(event, Notice) and event.message.startswith("canon.lock changed"):

@@ -220,12 +220,13 @@ def _check_git_remote(root: Path, git_remote: str) -> None:
 def _git_remote(root: Path, verb: str, git_remote: str, *specs: str) -> None:
     """``git push|fetch GIT_REMOTE SPECS``, its failures as canon errors."""
     done = subprocess.run(
-        ["git", verb, "--quiet", git_remote, *specs], cwd=root, capture_output=True, check=False
+        ["git", verb, git_remote, *specs], cwd=root, capture_output=True, check=False
     )
     if done.returncode == 0:
         return
     text = done.stderr.decode(errors="replace").strip()
     tail = redact_text("\n".join(text.splitlines()[-4:])[:600])
+    # (not --quiet: a refused fetch is silent with it, and would read as "unreachable")
     if "rejected" in text or "non-fast-forward" in text or "would clobber" in text:
         raise ExperimentError(
             f"git {verb} {git_remote}: an experiment of the same name differs there:\n{tail}",

@@ -39,7 +39,8 @@ Decisions:
   could not be known).
 - **Rebuilt environments** (``.canon/envs``, made by ``canon reproduce``): a cache
   rebuilt on demand, so a venv not used for ``ENV_MIN_AGE`` (a week; ``--min-age``
-  overrides) is deleted, and so is a half-built one as old.
+  overrides) is deleted, and so is a half-built one as old — never one a running
+  reproduce holds (its lock is taken first, without waiting).
 """
 
 from __future__ import annotations
@@ -289,14 +290,10 @@ def _stale_checks(state: Path, dry_run: bool) -> int:
 
 
 def _unused_envs(envs: Path, dry_run: bool, min_age: float | None) -> list[str]:
-    from canon.executors.venv import unused
+    from canon.executors.venv import remove_unused
 
-    stale = unused(envs, ENV_MIN_AGE if min_age is None else min_age)
-    if not dry_run:
-        for path in stale:
-            shutil.rmtree(path, ignore_errors=True)
-            path.with_name(f"{path.name}.lock").unlink(missing_ok=True)
-    return [p.name for p in stale]
+    age = ENV_MIN_AGE if min_age is None else min_age
+    return [p.name for p in remove_unused(envs, age, dry_run=dry_run)]
 
 
 def _run_outputs(entry: Path) -> list[Digest] | None:

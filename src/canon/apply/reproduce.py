@@ -46,7 +46,14 @@ from pathlib import Path
 from typing import Any
 
 from canon.apply.environment import EnvironmentUsed, environment_for
-from canon.apply.experiments import failures, flatten, provenance_of, stages_only, worktree
+from canon.apply.experiments import (
+    failures,
+    flatten,
+    lock_committed_here,
+    provenance_of,
+    stages_only,
+    worktree,
+)
 from canon.apply.images import ImageComparison
 from canon.declare.project import Project
 from canon.errors import CanonError, StageFailedError
@@ -205,7 +212,7 @@ def reproduce(
             profile=profile,
             targets=stages_only(project),  # the stages: no image build, no rollout
             options=ApplyOptions(jobs=jobs, force=True, rerun=True, stage_env=stage_env),
-            emit=emit,
+            emit=lock_committed_here(emit),  # the throwaway worktree's lock: no advice
             argv=["canon", "reproduce", rev],
             worktree_of=commit,  # the report goes to the main ledger (_record)
         )

@@ -232,7 +232,15 @@ class DaskRunner:
         for line in lines:
             on_line(line)
         if self.transport is not None and code == 0:
-            self.transport.receive(result["outs"], root)  # nothing arrives before a success
+            outs = dict(result["outs"])
+            stray = sorted(set(outs) - set(stage.outs))
+            if stray:  # a worker names only the stage's declared outputs, never other paths
+                raise ExecutorError(
+                    f"stage {stage.name!r}: the worker returned undeclared outputs "
+                    f"{', '.join(stray[:3])}",
+                    hint="the worker runs another canon version, or is not a canon worker",
+                )
+            self.transport.receive(outs, root)  # nothing arrives before a success
         return StageRun(int(code), float(duration), log_path, tuple(lines[-20:]))
 
     def stop_all(self) -> None:

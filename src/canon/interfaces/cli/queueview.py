@@ -91,7 +91,9 @@ class QueueView:
             table.add_column(column, justify="right" if column == "time" else "left")
         now = time.monotonic()
         counts: dict[str, int] = {}
-        for row in self.rows.values():
+        with self._guard:  # rich's refresh thread: the workers may add a row meanwhile
+            rows = [_Row(**r.__dict__) for r in self.rows.values()]
+        for row in rows:
             counts[row.state] = counts.get(row.state, 0) + 1
             if row.duration is not None:
                 took = f"{row.duration:.1f}s"

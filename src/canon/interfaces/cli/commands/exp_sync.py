@@ -72,6 +72,9 @@ def _run(
     jobs: int | None,
     as_json: bool,
 ) -> int:
+    from canon.urls import redact
+
+    shown_remote = redact(git_remote)  # a URL may carry a token: never printed
     emit = make_emit(as_json)
     try:
         result = flow(
@@ -92,7 +95,7 @@ def _run(
             json.dumps(
                 {
                     "experiments": result.names,
-                    "git_remote": git_remote,
+                    "git_remote": shown_remote,
                     "remote": result.remote,
                     "objects": result.objects,
                     "size": result.size,
@@ -101,5 +104,5 @@ def _run(
         )
         return 0
     shown = ", ".join(result.names) or "none (already up to date)"
-    click.echo(f"{verb} {len(result.names)} experiment(s) {where} {git_remote}: {shown}")
+    click.echo(f"{verb} {len(result.names)} experiment(s) {where} {shown_remote}: {shown}")
     return 0
