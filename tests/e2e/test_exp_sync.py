@@ -37,15 +37,20 @@ def _canon(root: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedP
                           env={**os.environ, "NO_COLOR": "1", **ident, **env})
 
 
-def test_an_experiment_travels_through_git_and_the_data_remote(
-    ws: Workspace, tmp_path: Path
-) -> None:
+def _shared(ws: Workspace, tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """The project committed, a directory data remote and an empty bare Git remote."""
     store, origin = tmp_path / "store", tmp_path / "origin.git"
-    env = {"RAN_LOG": str(tmp_path / "ran.log")}
     _project(ws, store)
     git(ws.root, "add", "-A")
     git(ws.root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
     subprocess.run(["git", "init", "-q", "--bare", str(origin)], check=True)
+    return store, origin, {"RAN_LOG": str(tmp_path / "ran.log")}
+
+
+def test_an_experiment_travels_through_git_and_the_data_remote(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    store, origin, env = _shared(ws, tmp_path)
     git(ws.root, "remote", "add", "origin", str(origin))
     git(ws.root, "push", "-q", "origin", "HEAD:refs/heads/main")
     assert ws.canon("exp", "run", "-S", "train.lr=0.3", "--name", "lr3", env=env).returncode == 0
@@ -102,12 +107,7 @@ def test_an_experiment_travels_through_git_and_the_data_remote(
 def test_a_pull_whose_objects_failed_is_finished_by_the_next(
     ws: Workspace, tmp_path: Path
 ) -> None:
-    store, origin = tmp_path / "store", tmp_path / "origin.git"
-    env = {"RAN_LOG": str(tmp_path / "ran.log")}
-    _project(ws, store)
-    git(ws.root, "add", "-A")
-    git(ws.root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
-    subprocess.run(["git", "init", "-q", "--bare", str(origin)], check=True)
+    store, origin, env = _shared(ws, tmp_path)
     git(ws.root, "push", "-q", str(origin), "HEAD:refs/heads/main")
     assert ws.canon("exp", "run", "-S", "train.lr=0.3", "--name", "a", env=env).returncode == 0
     assert ws.canon("exp", "push", str(origin), "--all", env=env).returncode == 0
@@ -130,12 +130,7 @@ def test_a_pull_whose_objects_failed_is_finished_by_the_next(
 def test_a_pull_clash_is_the_users_to_resolve_and_urls_are_never_printed(
     ws: Workspace, tmp_path: Path
 ) -> None:
-    store, origin = tmp_path / "store", tmp_path / "origin.git"
-    env = {"RAN_LOG": str(tmp_path / "ran.log")}
-    _project(ws, store)
-    git(ws.root, "add", "-A")
-    git(ws.root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
-    subprocess.run(["git", "init", "-q", "--bare", str(origin)], check=True)
+    _, origin, env = _shared(ws, tmp_path)
     # a URL with a token, which Git maps to the bare repository
     secret = "https://alice:ghp_SECRETTOKEN@example.com/x.git"
     git(ws.root, "config", f"url.{origin}.insteadOf", secret)
