@@ -123,6 +123,10 @@ def test_bad_input_is_a_clear_error_and_records_nothing(
     assert str(kept) in r.stderr and kept.is_file()  # the log outlives the worktree
     assert git(ws.root, "for-each-ref", "refs/canon/exps/") == ""
     assert "Traceback" not in r.stderr
+    # the kept log goes with `canon gc` once a week old (here: --min-age 0)
+    assert json.loads(ws.canon("gc", "--json").stdout)["logs"] == [] and kept.is_file()
+    assert json.loads(ws.canon("gc", "--min-age", "0", "--json").stdout)["logs"] == ["broken"]
+    assert not kept.parent.exists()
 
 
 def test_sweep_queue_show_diff_promote_remove(proj: tuple[Workspace, dict[str, str]]) -> None:

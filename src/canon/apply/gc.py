@@ -41,6 +41,8 @@ Decisions:
   rebuilt on demand, so a venv not used for ``ENV_MIN_AGE`` (a week; ``--min-age``
   overrides) is deleted, and so is a half-built one as old — never one a running
   reproduce holds (its lock is taken first, without waiting).
+- **Kept logs** (``.canon/exps/logs/NAME``: a failed experiment's or reproduction's
+  stage logs, kept when its worktree went): deleted once a week old (``--min-age``).
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class GcResult:
     young: int = 0  # garbage kept because it is younger than min_age
     images: ImageGcResult | None = None  # .canon/images (local gc only)
     envs: list[str] = field(default_factory=list)  # .canon/envs venvs removed (local gc)
+    logs: list[str] = field(default_factory=list)  # .canon/exps/logs/NAME removed (local gc)
 
 
 @dataclass
@@ -163,6 +166,7 @@ def run_gc(
             result.images = _gc_images(layout, keep_images, dry_run, image_age)
             result.images.temp += _stale_checks(root / STATE_DIR, dry_run)
             result.envs = _unused_envs(root / STATE_DIR / "envs", dry_run, min_age)
+            result.logs = _old_logs(root / STATE_DIR / "exps" / "logs", dry_run, min_age)
             return result
         project = load_project_memoised(root, profile=profile)
         rem = open_remote(choose_remote(project, remote), root)
@@ -294,6 +298,16 @@ def _unused_envs(envs: Path, dry_run: bool, min_age: float | None) -> list[str]:
 
     age = ENV_MIN_AGE if min_age is None else min_age
     return [p.name for p in remove_unused(envs, age, dry_run=dry_run)]
+
+
+def _old_logs(logs: Path, dry_run: bool, min_age: float | None) -> list[str]:
+    """Kept stage logs of failed runs older than ``ENV_MIN_AGE`` (or ``min_age``)."""
+    cutoff = time.time() - (ENV_MIN_AGE if min_age is None else min_age)
+    old = [d for d in (sorted(logs.iterdir()) if logs.is_dir() else []) if _mtime(str(d)) < cutoff]
+    if not dry_run:
+        for d in old:
+            shutil.rmtree(d, ignore_errors=True)
+    return [d.name for d in old]
 
 
 def _run_outputs(entry: Path) -> list[Digest] | None:

@@ -15,7 +15,8 @@ from canon.interfaces.cli.commands._common import print_json, profile_of, root_o
     "tags, refs/canon/*), the index or the working tree references. Local cache by default; "
     "-r NAME collects on that remote instead. Run-cache entries whose outputs go are dropped. "
     "Locally, image blobs in .canon/images that no recorded image or tag reaches go too, "
-    "and environments `canon reproduce` rebuilt (.canon/envs) unused for a week.",
+    "environments `canon reproduce` rebuilt (.canon/envs) unused for a week, and failed "
+    "runs' kept logs a week old.",
 )
 @click.option("-n", "--dry-run", is_flag=True, help="Only say what would be deleted.")
 @click.option("-r", "--remote", default=None, metavar="NAME", help="Collect on this remote.")
@@ -71,6 +72,7 @@ def command(
                     "temp": result.images.temp,
                 },
                 "envs": result.envs,
+                "logs": result.logs,
             }
         )
         return 0
@@ -103,5 +105,10 @@ def command(
         click.echo(
             f"{verb} {len(result.envs)} rebuilt environment(s) from .canon/envs "
             "unused for longer than --min-age (default a week)"
+        )
+    if result.logs:
+        click.echo(
+            f"{verb} the kept logs of {len(result.logs)} failed run(s) from .canon/exps/logs "
+            "older than --min-age (default a week)"
         )
     return 0
