@@ -208,7 +208,7 @@ def environment_of(
 
     with worktree(root, commit, "bt-env", share=()) as tree:
         declared = load_project_memoised(tree, profile=profile).environment
-        used, stage_env = environment_for(root, tree, declared, rev, mode, emit)
+        used, stage_env = environment_for(root, tree, declared, rev, mode, emit, commit)
     if not used.rebuilt:
         emit(Notice(f"{rev}: {used.description}"))
     return used.to_dict(), stage_env

@@ -57,10 +57,16 @@ class EnvironmentUsed:
 
 
 def environment_for(
-    root: Path, tree: Path, declared: EnvironmentSpec, rev: str, mode: str, emit: Emit
+    root: Path,
+    tree: Path,
+    declared: EnvironmentSpec,
+    rev: str,
+    mode: str,
+    emit: Emit,
+    commit: str | None = None,
 ) -> tuple[EnvironmentUsed, dict[str, str]]:
-    """``rev``'s environment (checked out at ``tree``) for ``mode``, and what its stages'
-    environment gets to run in it. A declared Python not on this machine raises
+    """``rev``'s environment (``commit``, checked out at ``tree``) for ``mode``, and what
+    its stages' environment gets to run in it. A declared Python not on this machine raises
     ``EnvironmentBuildError``; so does a lock pip cannot install."""
     from canon.executors import venv
 
@@ -79,7 +85,6 @@ def environment_for(
             "(a venv in .canon/envs, built once per lock)"
         )
     )
-    commit = _head(tree)
     built = venv.ensure(
         root / ".canon" / "envs", declared.python, lock, label=label, base=tree, commit=commit
     )
@@ -119,12 +124,3 @@ def _read_lock(tree: Path, label: str, rev: str) -> bytes:
                 hint="declare a lock inside the repository",
             )
         return f.read()
-
-
-def _head(tree: Path) -> str | None:
-    import subprocess
-
-    done = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True, check=False
-    )
-    return done.stdout.strip() or None

@@ -100,9 +100,9 @@ def pull_experiments(
     )
     refs = ExperimentRefs(root)
     _check_git_remote(root, git_remote)
-    before = _heads(root)
+    before = refs.heads()
     _git_remote(root, "fetch", git_remote, *specs)
-    after = _heads(root)
+    after = refs.heads()
     fetched = sorted(n for n, oid in after.items() if before.get(n) != oid)
     # every experiment asked for, not only the refs that moved: a pull whose object fetch
     # failed is finished by the next one (what the cache has is not downloaded again)
@@ -143,7 +143,7 @@ def _roots_of(refs: ExperimentRefs, names: Sequence[str]) -> list[Root]:
 
     wanted = set(names)
     ran = [e for e in refs.list() if e.name in wanted]
-    locks = _blobs(refs.root, [f"{e.commit}:canon.lock" for e in ran])
+    locks = refs.objects([f"{e.commit}:canon.lock" for e in ran])
     seen: dict[str, Root] = {}
     for exp, raw in zip(ran, locks, strict=True):
         if raw is None:
@@ -155,26 +155,6 @@ def _roots_of(refs: ExperimentRefs, names: Sequence[str]) -> list[Root]:
         for r in lock_roots(state):
             seen.setdefault(str(r.digest), r)
     return list(seen.values())
-
-
-def _blobs(root: Path, specs: Sequence[str]) -> list[bytes | None]:
-    """``git cat-file --batch`` of ``specs`` (``REV:PATH``): each blob, None if missing."""
-    if not specs:
-        return []
-    out = git(root, "cat-file", "--batch", data=("\n".join(specs) + "\n").encode())
-    blobs: list[bytes | None] = []
-    pos = 0
-    for _ in specs:
-        nl = out.index(b"\n", pos)
-        header = out[pos:nl].split(b" ")
-        pos = nl + 1
-        if len(header) != 3 or header[1] != b"blob":
-            blobs.append(None)  # "<spec> missing"
-            continue
-        size = int(header[2])
-        blobs.append(out[pos : pos + size])
-        pos += size + 1
-    return blobs
 
 
 def _transfer(
@@ -195,12 +175,6 @@ def _on_remote(root: Path, git_remote: str) -> list[str]:
     out = git(root, "ls-remote", "--refs", git_remote, f"{PREFIX}*")
     refs = (line.split("\t", 1)[1] for line in out.decode().splitlines() if "\t" in line)
     return sorted(r[len(PREFIX) :] for r in refs if r.startswith(PREFIX))
-
-
-def _heads(root: Path) -> dict[str, str]:
-    out = git(root, "for-each-ref", "--format=%(objectname) %(refname)", PREFIX)
-    pairs = (line.split(" ", 1) for line in out.decode().splitlines() if line)
-    return {ref[len(PREFIX) :]: oid for oid, ref in pairs}
 
 
 def _check_git_remote(root: Path, git_remote: str) -> None:

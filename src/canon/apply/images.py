@@ -193,6 +193,10 @@ class ImageComparison:
     def same(self) -> bool:
         return self.recorded == self.rebuilt
 
+    @property
+    def verdict(self) -> str:
+        return "identical" if self.same else "differs"
+
 
 def compare_images(
     root: Path,

@@ -48,7 +48,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from canon.apply.sync import choose_remote
+from canon.apply.sync import choose_remote, transfer_to
 from canon.apply.transfer import Transfer
 from canon.declare.project import DATA_MOUNT, DepKind, Project, RemoteSpec, StageSpec
 from canon.digest import Digest
@@ -56,7 +56,6 @@ from canon.errors import CanonError, PathError, RemoteNotFoundError
 from canon.events import discard
 from canon.executors.dask import DaskRunner, parse_executor, run_command
 from canon.observe.content import ContentReader
-from canon.observe.root import STATE_DIR
 from canon.observe.workspace import Workspace
 from canon.stores.atomic import atomic_write
 from canon.stores.manifest import MODE_EXEC, MODE_FILE
@@ -111,10 +110,7 @@ class RemoteTransport:
     def __init__(self, ws: Workspace, project: Project) -> None:
         self.ws = ws
         self.spec = remote_for_workers(project, ws.root)
-        jobs = self.spec.jobs or DEFAULT_JOBS
-        remote = LazyRemote(self.spec, ws.root, jobs=jobs)
-        record = record_dir_for(ws.root / STATE_DIR, remote)
-        self.transfer = Transfer(ws.store, remote, record, discard, jobs=jobs)
+        self.transfer = transfer_to(ws.root, self.spec, ws.store, None, discard)
         self._guard = threading.Lock()
         self._mounts: ContentReader | None = None  # datasets' mounts, hashed once per apply
 

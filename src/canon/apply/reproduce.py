@@ -108,7 +108,7 @@ class Reproduction:
             "images": [
                 {
                     "name": i.name,
-                    "verdict": "identical" if i.same else "differs",
+                    "verdict": i.verdict,
                     "recorded": str(i.recorded),
                     "rebuilt": str(i.rebuilt),
                     "layers": list(i.layers),
@@ -206,7 +206,7 @@ def reproduce(
                 hint="pass the profile it was applied with: canon --profile NAME reproduce",
             )
         _fetch_missing_pins(tree, project, recorded, profile, emit)
-        used, stage_env = environment_for(root, tree, project.environment, rev, env, emit)
+        used, stage_env = environment_for(root, tree, project.environment, rev, env, emit, commit)
         result = run_apply(
             tree,
             profile=profile,
@@ -278,62 +278,56 @@ def _fetch_missing_pins(
 def _record(
     root: Path, report: Reproduction, now: Mapping[str, StageRecord], ledger_cls: Any
 ) -> None:
+    """One apply row for the reproduction; a row per stage (its verdict), for the
+    environment, for each dataset pin it ran on and for each image rebuilt."""
     (root / ".canon").mkdir(exist_ok=True)
     ledger = ledger_cls(root / ".canon" / "ledger.db")
     try:
         apply_id = ledger.begin_apply(
             report.commit, report.profile, ["canon", "reproduce", report.rev]
         )
+
+        def row(
+            stage: str,
+            status: str,
+            key: str | None,
+            outputs: Mapping[str, str],
+            reason: str | None = None,
+        ) -> None:
+            ledger.record_stage(
+                apply_id,
+                stage=stage,
+                action="reproduce",
+                status=status,
+                key=key,
+                outputs=outputs,
+                duration=0.0,
+                exit_code=None,
+                reason=reason,
+            )
+
         for v in report.stages:
             record = now.get(v.stage)
-            ledger.record_stage(
-                apply_id,
-                stage=v.stage,
-                action="reproduce",
-                status=v.verdict,
-                key=str(record.key) if record else None,
-                outputs={p: str(c.digest) for p, c in (record.outs.items() if record else ())},
-                duration=0.0,
-                exit_code=None,
-            )
+            outs = {p: str(c.digest) for p, c in (record.outs.items() if record else ())}
+            row(v.stage, v.verdict, str(record.key) if record else None, outs)
         used = report.environment
         if used is not None:
-            ledger.record_stage(
-                apply_id,
-                stage="environment",
-                action="reproduce",
-                status="rebuilt" if used.rebuilt else "current",
-                key=used.requirements,
-                outputs={"python": used.python},
-                duration=0.0,
-                exit_code=None,
-                reason=used.description,
-            )
+            status = "rebuilt" if used.rebuilt else "current"
+            row("environment", status, used.requirements, {"python": used.python}, used.description)
         subsets = report.provenance.get("subsets") or {}
         for name, digest in sorted((report.provenance.get("datasets") or {}).items()):
             parent = subsets.get(name)
-            ledger.record_stage(
-                apply_id,
-                stage=f"data.{name}",
-                action="reproduce",
-                status="input",
-                key=digest,
-                outputs={"digest": digest, **({"subset_of": parent["of"]} if parent else {})},
-                duration=0.0,
-                exit_code=None,
-                reason=f"subset of {parent['of']} {parent['digest']}" if parent else None,
-            )
+            outputs = {"digest": digest, **({"subset_of": parent["of"]} if parent else {})}
+            why = f"subset of {parent['of']} {parent['digest']}" if parent else None
+            row(f"data.{name}", "input", digest, outputs, why)
         for image in report.images:
-            ledger.record_stage(
-                apply_id,
-                stage=f"image.{image.name}",
-                action="reproduce",
-                status="identical" if image.same else "differs",
-                key=str(image.rebuilt),
-                outputs={"recorded": str(image.recorded), "rebuilt": str(image.rebuilt)},
-                duration=0.0,
-                exit_code=None,
-                reason="; ".join(image.layers) or None,
+            outputs = {"recorded": str(image.recorded), "rebuilt": str(image.rebuilt)}
+            row(
+                f"image.{image.name}",
+                image.verdict,
+                str(image.rebuilt),
+                outputs,
+                "; ".join(image.layers) or None,
             )
         ledger.finish_apply(apply_id, "reproduced" if report.ok else "differs")
     finally:

@@ -23,6 +23,7 @@ from canon.events import Emit
 from canon.observe.root import STATE_DIR
 from canon.observe.workspace import Workspace
 from canon.stores.lockfile import read_lock
+from canon.stores.objects import ObjectStore
 from canon.stores.references import Root, lock_roots, unknown_targets
 from canon.stores.remotes import DEFAULT_JOBS, LazyRemote
 from canon.stores.remotes.catalog import record_dir_for
@@ -68,10 +69,16 @@ def transfer_for(
     root: Path, project: Project, remote_name: str | None, jobs: int | None, emit: Emit
 ) -> Transfer:
     spec = choose_remote(project, remote_name)
+    return transfer_to(root, spec, Workspace(root).store, jobs, emit)
+
+
+def transfer_to(
+    root: Path, spec: RemoteSpec, store: ObjectStore, jobs: int | None, emit: Emit
+) -> Transfer:
+    """Objects between ``store`` and the remote ``spec``, recorded under ``root``'s state."""
     n = jobs or spec.jobs or DEFAULT_JOBS
     remote = LazyRemote(spec, root, jobs=n)
-    state = root / STATE_DIR
-    return Transfer(Workspace(root).store, remote, record_dir_for(state, remote), emit, jobs=n)
+    return Transfer(store, remote, record_dir_for(root / STATE_DIR, remote), emit, jobs=n)
 
 
 def run_push(

@@ -303,35 +303,44 @@ class ExperimentRefs:
             removed.append(name)
         return removed
 
+    def heads(self) -> dict[str, str]:
+        """Every experiment's name -> its commit, with one ``for-each-ref``."""
+        out = git(self.root, "for-each-ref", "--format=%(objectname) %(refname)", PREFIX)
+        pairs = (line.split(" ", 1) for line in out.decode().splitlines() if line)
+        return {ref[len(PREFIX) :]: oid for oid, ref in pairs}
+
     def names(self) -> list[str]:
-        out = git(self.root, "for-each-ref", "--format=%(refname)", PREFIX)
-        return [line[len(PREFIX) :] for line in out.decode().splitlines() if line]
+        return list(self.heads())
+
+    def objects(self, specs: Sequence[str]) -> list[bytes | None]:
+        """``git cat-file --batch`` of ``specs`` (an object, or ``REV:PATH``): each one's
+        bytes, None where git has none; one git process however many."""
+        if not specs:
+            return []
+        out = git(self.root, "cat-file", "--batch", data=("\n".join(specs) + "\n").encode())
+        found: list[bytes | None] = []
+        pos = 0
+        for _ in specs:
+            nl = out.index(b"\n", pos)
+            header = out[pos:nl].split(b" ")
+            pos = nl + 1
+            if len(header) != 3:  # "<spec> missing"
+                found.append(None)
+                continue
+            size = int(header[2])
+            found.append(out[pos : pos + size])
+            pos += size + 1
+        return found
 
     def list(self) -> list[Experiment]:
         """Every experiment: one ``for-each-ref`` and one ``cat-file --batch``."""
-        out = git(self.root, "for-each-ref", "--format=%(objectname) %(refname)", PREFIX)
-        refs = [line.split(" ", 1) for line in out.decode().splitlines() if line]
-        if not refs:
-            return []
-        batch = git(
-            self.root,
-            "cat-file",
-            "--batch",
-            data=("\n".join(oid for oid, _ in refs) + "\n").encode(),
-        )
-        experiments = []
-        pos = 0
-        for oid, ref in refs:
-            nl = batch.index(b"\n", pos)
-            header = batch[pos:nl].split(b" ")
-            pos = nl + 1
-            if len(header) != 3:
-                continue
-            size = int(header[2])
-            body = batch[pos : pos + size]
-            pos += size + 1
-            experiments.append(parse_commit(ref[len(PREFIX) :], oid, body))
-        return experiments
+        heads = self.heads()
+        bodies = self.objects(list(heads.values()))
+        return [
+            parse_commit(name, oid, body)
+            for (name, oid), body in zip(heads.items(), bodies, strict=True)
+            if body is not None
+        ]
 
     def get(self, name: str) -> Experiment:
         commit = self.commit_of(name)

@@ -92,7 +92,7 @@ def command(
                 click.echo(f"      metric {k}: {a} -> {b}")
         for i in report.images:
             shown = f"image.{i.name}"
-            click.echo(f"  {shown:<20} {'identical' if i.same else 'differs'} {i.rebuilt}")
+            click.echo(f"  {shown:<20} {i.verdict} {i.rebuilt}")
             if not i.same:
                 click.echo(f"      canon.lock records {i.recorded}")
             for layer in i.layers:
